@@ -1,0 +1,81 @@
+package actors
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+)
+
+// worker runs an actor's blocking calls off its mailbox. Each call runs in a
+// goroutine with a context that Stop cancels; its result comes back to the
+// actor as a message. Stop waits for every goroutine, so nothing outlives the
+// actor. Timers likewise send a message to the actor when they fire.
+type worker struct {
+	system *actor.ActorSystem
+	self   *actor.PID
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	timers map[*time.Timer]struct{}
+	mu     sync.Mutex
+}
+
+func newWorker(c actor.Context) *worker {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &worker{system: c.ActorSystem(), self: c.Self(), ctx: ctx, cancel: cancel, timers: map[*time.Timer]struct{}{}}
+}
+
+// run calls fn in a goroutine and sends its result to the actor.
+func (w *worker) run(fn func(ctx context.Context) any) {
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		msg := fn(w.ctx)
+		if w.ctx.Err() == nil && msg != nil {
+			w.system.Root.Send(w.self, msg)
+		}
+	}()
+}
+
+// after sends msg to the actor after d. The timer is stopped by Stop.
+func (w *worker) after(d time.Duration, msg any) *time.Timer {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var t *time.Timer
+	t = time.AfterFunc(d, func() {
+		w.mu.Lock()
+		_, live := w.timers[t]
+		delete(w.timers, t)
+		w.mu.Unlock()
+		if live && w.ctx.Err() == nil {
+			w.system.Root.Send(w.self, msg)
+		}
+	})
+	w.timers[t] = struct{}{}
+	return t
+}
+
+// cancelTimer stops t if it has not fired.
+func (w *worker) cancelTimer(t *time.Timer) {
+	if t == nil {
+		return
+	}
+	w.mu.Lock()
+	delete(w.timers, t)
+	w.mu.Unlock()
+	t.Stop()
+}
+
+// stop cancels every call and timer and waits for the calls to return.
+func (w *worker) stop() {
+	w.cancel()
+	w.mu.Lock()
+	for t := range w.timers {
+		t.Stop()
+	}
+	clear(w.timers)
+	w.mu.Unlock()
+	w.wg.Wait()
+}

@@ -1,0 +1,25 @@
+package actors
+
+import (
+	"context"
+	"time"
+
+	"github.com/excalibur/consul-elect/consul"
+)
+
+// Backend is what the engine needs of Consul. *consul.Client implements it;
+// so can an in-memory lock service for tests.
+type Backend interface {
+	Agent(ctx context.Context) (consul.AgentInfo, error)
+	ServerNode(ctx context.Context, datacenter string) (string, error)
+	CreateSession(ctx context.Context, spec consul.SessionSpec) (string, error)
+	RenewSession(ctx context.Context, id string) error
+	DestroySession(ctx context.Context, id string) error
+	SessionInfo(ctx context.Context, id string) (consul.SessionInfo, error)
+	ListPrefix(ctx context.Context, prefix string, index uint64, wait time.Duration) ([]consul.Entry, uint64, error)
+	Acquire(ctx context.Context, key, session string, value []byte) (consul.Entry, error)
+	Release(ctx context.Context, key, session string, value []byte) error
+	NodeCheck(ctx context.Context, node, checkID string, index uint64, wait time.Duration) (consul.Check, uint64, error)
+}
+
+var _ Backend = (*consul.Client)(nil)

@@ -1,0 +1,88 @@
+package actors
+
+import (
+	"context"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/excalibur/consul-elect/messages"
+	"go.uber.org/zap"
+)
+
+// healthWatcher watches HealthCheckID on the session's node with blocking
+// queries and tells the root when it is critical, so that leaders step down
+// at once.
+//
+// Consul invalidates the sessions bound to a check in the same write that
+// marks it critical, so this step-down cannot come before the invalidation;
+// what keeps the next leader out until the old one has stopped is the
+// session's lock-delay.
+type healthWatcher struct {
+	*engine
+	work     *worker
+	node     string
+	session  string
+	index    uint64
+	gen      uint64
+	reported bool // critical already reported for this session
+	retry    backoff
+}
+
+type (
+	checkRead struct {
+		gen      uint64
+		index    uint64
+		critical bool
+		output   string
+		err      error
+	}
+	rewatch struct{ gen uint64 }
+)
+
+func (h *healthWatcher) Receive(c actor.Context) {
+	switch m := c.Message().(type) {
+	case *actor.Started:
+		h.work = newWorker(c)
+		h.retry = newBackoff(100*time.Millisecond, 5*time.Second)
+		c.Send(c.Parent(), &messages.ChildStarted{})
+	case *messages.SessionReady:
+		h.session, h.reported = m.ID, false
+		if m.Node != h.node || h.gen == 0 {
+			h.node, h.index = m.Node, 0
+			h.gen++
+			h.read()
+		}
+	case *rewatch:
+		if m.gen == h.gen {
+			h.read()
+		}
+	case *checkRead:
+		if m.gen != h.gen {
+			return
+		}
+		if m.err != nil {
+			wait := h.retry.next()
+			h.logger.Warn("watching the health check failed; retrying", zap.String("check", h.opts.HealthCheckID),
+				zap.Error(m.err), zap.Duration("in", wait))
+			h.work.after(wait, &rewatch{gen: h.gen})
+			return
+		}
+		h.retry.reset()
+		h.index = m.index
+		if m.critical && !h.reported && h.session != "" {
+			h.reported = true
+			c.Send(c.Parent(), &messages.HealthCritical{CheckID: h.opts.HealthCheckID, Output: m.output})
+		}
+		h.read()
+	case *actor.Stopping, *actor.Restarting:
+		h.work.stop()
+	}
+}
+
+func (h *healthWatcher) read() {
+	gen, node, index := h.gen, h.node, h.index
+	h.work.run(func(ctx context.Context) any {
+		check, next, err := h.backend.NodeCheck(ctx, node, h.opts.HealthCheckID, index, watchWait)
+		return &checkRead{gen: gen, index: next, critical: check.Critical(), output: check.Output, err: err}
+	})
+}

@@ -1,0 +1,246 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/excalibur/consul-elect/consul"
+	"github.com/excalibur/consul-elect/messages"
+	"go.uber.org/zap"
+)
+
+// keyWatcher keeps one blocking query over <KeyPrefix>/ and sends the root
+// every entry that changed. One query serves every resource of the engine, so
+// the engine holds one long-poll connection to Consul however many resources
+// it elects (a query per key would reach the agent's per-client connection
+// limit at ~200 keys).
+//
+// It also learns the lock-delay of each session seen holding a key, while the
+// session is alive, so that a lock actor knows when a key freed by an
+// invalidated session can be locked again.
+type keyWatcher struct {
+	*engine
+	work       *worker
+	index      uint64
+	entries    map[string]consul.Entry
+	lockDelays map[string]time.Duration // holder session → its lock-delay
+	asked      map[string]bool          // sessions whose info was requested
+	session    string                   // ours
+	retry      backoff
+	pending    *messages.KeysChanged // waiting for the check of our session
+}
+
+// Results of the watcher's own calls.
+type (
+	listed struct {
+		entries []consul.Entry
+		index   uint64
+		err     error
+	}
+	relist        struct{}
+	sessionLooked struct {
+		id        string
+		lockDelay time.Duration
+		gone      bool
+	}
+	ourSessionChecked struct{ gone bool }
+)
+
+// watchWait is how long one blocking query waits at most.
+const watchWait = 5 * time.Minute
+
+func (w *keyWatcher) Receive(c actor.Context) {
+	switch m := c.Message().(type) {
+	case *actor.Started:
+		w.work = newWorker(c)
+		w.retry = newBackoff(100*time.Millisecond, 5*time.Second)
+		w.entries = map[string]consul.Entry{}
+		w.lockDelays = map[string]time.Duration{}
+		w.asked = map[string]bool{}
+		w.list()
+		c.Send(c.Parent(), &messages.ChildStarted{})
+	case *messages.SessionReady:
+		w.session = m.ID
+	case *messages.SessionGone:
+		if m.ID == w.session {
+			w.session = ""
+		}
+	case *relist:
+		w.list()
+	case *listed:
+		w.listed(c, m)
+	case *ourSessionChecked:
+		if w.pending != nil {
+			w.pending.OurSessionGone = m.gone
+			c.Send(c.Parent(), w.pending)
+			w.pending = nil
+		}
+		w.list()
+	case *sessionLooked:
+		if m.gone {
+			delete(w.asked, m.id)
+		} else {
+			w.lockDelays[m.id] = m.lockDelay
+		}
+	case *actor.Stopping, *actor.Restarting:
+		w.work.stop()
+	}
+}
+
+func (w *keyWatcher) list() {
+	index := w.index
+	w.work.run(func(ctx context.Context) any {
+		entries, next, err := w.backend.ListPrefix(ctx, w.prefix+"/", index, watchWait)
+		return &listed{entries: entries, index: next, err: err}
+	})
+}
+
+func (w *keyWatcher) listed(c actor.Context, m *listed) {
+	if m.err != nil {
+		wait := w.retry.next()
+		if w.retry.failures() == 1 {
+			w.publish(messages.ElectionError{Op: "watch " + w.prefix + "/", Err: m.err, At: time.Now()})
+		}
+		w.logger.Warn("watching the lock keys failed; retrying", zap.Error(m.err), zap.Duration("in", wait))
+		w.work.after(wait, &relist{})
+		return
+	}
+	// The first answer is sent even when empty: it tells the locks their
+	// keys do not exist. An index that went backwards was reset to 0 by
+	// NextIndex, so the next read answers at once with the full listing.
+	first := w.index == 0 && len(w.entries) == 0
+	w.retry.reset()
+	w.index = m.index
+	changed, lostOurs := w.diff(m.entries)
+	if len(changed) == 0 && !first {
+		w.list()
+		return
+	}
+	msg := &messages.KeysChanged{Entries: changed, SessionID: w.session}
+	if !lostOurs {
+		c.Send(c.Parent(), msg)
+		w.list()
+		return
+	}
+	// Keys our session held were released. If Consul invalidated the
+	// session (destroyed by an operator, expired), every leader must step
+	// down with that reason: ask, then tell the root.
+	w.pending = msg
+	id := w.session
+	w.work.run(func(ctx context.Context) any {
+		ctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		_, err := w.backend.SessionInfo(ctx, id)
+		return &ourSessionChecked{gone: errors.Is(err, consul.ErrSessionGone)}
+	})
+}
+
+// diff updates the snapshot and returns the entries that changed (deleted
+// keys with Exists false) and whether a key held by our session lost it.
+func (w *keyWatcher) diff(list []consul.Entry) (changed []messages.KeyEntry, lostOurs bool) {
+	seen := make(map[string]consul.Entry, len(list))
+	for _, e := range list {
+		if !isLockKey(w.prefix, e.Key) {
+			continue
+		}
+		seen[e.Key] = e
+		old, existed := w.entries[e.Key]
+		if existed && old.ModifyIndex == e.ModifyIndex && old.Session == e.Session && old.Flags == e.Flags {
+			continue
+		}
+		entry := w.decode(e)
+		if e.Session == "" && existed && old.Session != "" {
+			// Freed: the lock-delay that may apply is the last holder's.
+			entry.HolderLockDelay = w.holderLockDelay(old.Session)
+		}
+		if existed && old.Session != "" && old.Session == w.session && e.Session != w.session {
+			lostOurs = true
+		}
+		changed = append(changed, entry)
+	}
+	for key, old := range w.entries {
+		if _, ok := seen[key]; !ok {
+			changed = append(changed, messages.KeyEntry{Key: key, HolderLockDelay: w.holderLockDelay(old.Session)})
+			if old.Session != "" && old.Session == w.session {
+				lostOurs = true
+			}
+		}
+	}
+	w.entries = seen
+	w.forgetSessions()
+	return changed, lostOurs
+}
+
+// decode turns a Consul entry into a KeyEntry, asking for the holder
+// session's lock-delay the first time it is seen.
+func (w *keyWatcher) decode(e consul.Entry) messages.KeyEntry {
+	entry := messages.KeyEntry{
+		Key: e.Key, Exists: true, Session: e.Session, Flags: e.Flags,
+		LockIndex: e.LockIndex, ModifyIndex: e.ModifyIndex,
+		Foreign: e.Flags != consul.KeyFlags, HolderLockDelay: -1,
+	}
+	if !entry.Foreign {
+		if v, err := consul.DecodeValue(e.Value); err == nil {
+			entry.HolderID, entry.Node, entry.Since = v.CandidateID, v.Node, v.AcquiredAt
+		} else {
+			w.logger.Warn("lock key has an unreadable value", zap.String("key", e.Key), zap.Error(err))
+		}
+	}
+	if e.Session != "" {
+		entry.HolderLockDelay = w.holderLockDelay(e.Session)
+		w.lookUp(e.Session)
+	}
+	return entry
+}
+
+func (w *keyWatcher) holderLockDelay(session string) time.Duration {
+	if d, ok := w.lockDelays[session]; ok {
+		return d
+	}
+	if session == w.session {
+		return w.opts.LockDelay
+	}
+	return -1
+}
+
+func (w *keyWatcher) lookUp(session string) {
+	if w.asked[session] || session == w.session {
+		return
+	}
+	w.asked[session] = true
+	w.work.run(func(ctx context.Context) any {
+		info, err := w.backend.SessionInfo(ctx, session)
+		if err != nil {
+			return &sessionLooked{id: session, gone: true}
+		}
+		return &sessionLooked{id: session, lockDelay: info.LockDelay}
+	})
+}
+
+// forgetSessions drops what is known of sessions that hold no key any more.
+func (w *keyWatcher) forgetSessions() {
+	holding := map[string]bool{}
+	for _, e := range w.entries {
+		holding[e.Session] = true
+	}
+	for id := range w.asked {
+		if !holding[id] {
+			delete(w.asked, id)
+			delete(w.lockDelays, id)
+		}
+	}
+}
+
+// isLockKey reports whether key is <prefix>/<resource> with a valid resource.
+func isLockKey(prefix, key string) bool {
+	rest, ok := strings.CutPrefix(key, prefix+"/")
+	return ok && ValidateResource(rest) == nil
+}
+
+// resourceOf returns the resource of lock key key.
+func resourceOf(prefix, key string) string {
+	return strings.TrimPrefix(key, prefix+"/")
+}

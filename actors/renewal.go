@@ -1,0 +1,131 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/excalibur/consul-elect/consul"
+	"github.com/excalibur/consul-elect/messages"
+	"go.uber.org/zap"
+)
+
+// renewalActor renews the session every TTL/2 and owns the self-fence
+// deadline: when no renewal sent after lastOK has succeeded by
+// lastOK + SessionTTL − margin, it tells the root the session can no longer be
+// relied on, before Consul could have expired it.
+type renewalActor struct {
+	*engine
+	work     *worker
+	session  string
+	gen      uint64 // one per session; drops results and timers of older ones
+	lastOK   time.Time
+	lastErr  error
+	retry    backoff
+	renewing bool
+	tick     *time.Timer
+	deadline *time.Timer
+}
+
+type (
+	renewTick     struct{ gen uint64 }
+	deadlineTick  struct{ gen uint64 }
+	renewFinished struct {
+		gen    uint64
+		sentAt time.Time
+		err    error
+	}
+)
+
+func (r *renewalActor) Receive(c actor.Context) {
+	switch m := c.Message().(type) {
+	case *actor.Started:
+		r.work = newWorker(c)
+		ttl := r.opts.SessionTTL
+		r.retry = newBackoff(min(500*time.Millisecond, ttl/10), max(ttl/4, time.Second))
+		c.Send(c.Parent(), &messages.ChildStarted{})
+	case *messages.SessionReady:
+		r.forget()
+		r.session, r.lastOK = m.ID, m.RenewedAt
+		r.retry.reset()
+		r.schedule(r.opts.SessionTTL / 2)
+	case *messages.SessionGone:
+		if m.ID == r.session {
+			r.forget()
+		}
+	case *renewTick:
+		if m.gen == r.gen && !r.renewing {
+			r.renew()
+		}
+	case *renewFinished:
+		if m.gen == r.gen {
+			r.finished(c, m)
+		}
+	case *deadlineTick:
+		if m.gen == r.gen {
+			reason := messages.ReasonRenewDeadline
+			if errors.Is(r.lastErr, consul.ErrPermissionDenied) {
+				reason = messages.ReasonPermissionDenied
+			}
+			r.logger.Warn("no renewal succeeded in time; stepping down before the session can expire",
+				zap.String("session", r.session), zap.Time("last_renew_sent", r.lastOK), zap.Error(r.lastErr))
+			c.Send(c.Parent(), &messages.SessionGone{ID: r.session, Reason: reason, Err: r.lastErr})
+			r.forget()
+		}
+	case *actor.Stopping, *actor.Restarting:
+		r.work.stop()
+	}
+}
+
+// forget stops renewing the current session.
+func (r *renewalActor) forget() {
+	r.gen++
+	r.session, r.renewing, r.lastErr = "", false, nil
+	r.work.cancelTimer(r.tick)
+	r.work.cancelTimer(r.deadline)
+}
+
+// schedule sets the next renewal in d and the deadline from lastOK.
+func (r *renewalActor) schedule(d time.Duration) {
+	r.work.cancelTimer(r.tick)
+	r.tick = r.work.after(d, &renewTick{gen: r.gen})
+	r.work.cancelTimer(r.deadline)
+	fence := time.Until(r.lastOK.Add(r.opts.SessionTTL - r.opts.selfFenceMargin()))
+	r.deadline = r.work.after(max(fence, 0), &deadlineTick{gen: r.gen})
+}
+
+func (r *renewalActor) renew() {
+	r.renewing = true
+	gen, id := r.gen, r.session
+	r.work.run(func(ctx context.Context) any {
+		ctx, cancel := context.WithTimeout(ctx, r.opts.SessionTTL)
+		defer cancel()
+		sentAt := time.Now()
+		return &renewFinished{gen: gen, sentAt: sentAt, err: r.backend.RenewSession(ctx, id)}
+	})
+}
+
+func (r *renewalActor) finished(c actor.Context, m *renewFinished) {
+	r.renewing = false
+	switch {
+	case m.err == nil:
+		r.lastOK, r.lastErr = m.sentAt, nil
+		r.retry.reset()
+		c.Send(c.Parent(), &messages.Renewed{ID: r.session, SentAt: m.sentAt})
+		r.schedule(r.opts.SessionTTL / 2)
+	case errors.Is(m.err, consul.ErrSessionGone):
+		r.logger.Warn("Consul no longer knows the session", zap.String("session", r.session))
+		c.Send(c.Parent(), &messages.SessionGone{ID: r.session, Reason: messages.ReasonSessionInvalidated, Err: m.err})
+		r.forget()
+	default:
+		r.lastErr = m.err
+		wait := r.retry.next()
+		if r.retry.failures() == 1 {
+			r.publish(messages.ElectionError{Op: "renew session", Err: m.err, At: time.Now()})
+		}
+		r.logger.Warn("renewing the session failed; retrying", zap.String("session", r.session), zap.Error(m.err), zap.Duration("in", wait))
+		r.work.cancelTimer(r.tick)
+		r.tick = r.work.after(wait, &renewTick{gen: r.gen})
+	}
+}

@@ -1,0 +1,171 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/excalibur/consul-elect/consul"
+	"github.com/excalibur/consul-elect/messages"
+	"go.uber.org/zap"
+)
+
+// sessionActor owns the engine's one Consul session: it creates it, tells the
+// root, and when the root reports it gone (SessionGone) destroys what may be
+// left of it and creates a new one. On Stop it destroys the session.
+type sessionActor struct {
+	*engine
+	work     *worker
+	id       string
+	gen      uint64 // tags create results; a result of an older generation is dropped
+	retry    backoff
+	stopping bool
+	replyTo  *actor.PID
+}
+
+// Results of the actor's own calls.
+type (
+	sessionCreated struct {
+		gen    uint64
+		id     string
+		node   string
+		sentAt time.Time
+		err    error
+	}
+	sessionDestroyed struct{}
+	createSession    struct{ gen uint64 }
+)
+
+// destroyTimeout bounds how long a stopping engine waits for Consul.
+const destroyTimeout = 3 * time.Second
+
+func (s *sessionActor) Receive(c actor.Context) {
+	switch m := c.Message().(type) {
+	case *actor.Started:
+		s.work = newWorker(c)
+		s.retry = newBackoff(100*time.Millisecond, 5*time.Second)
+		s.create()
+	case *createSession:
+		if m.gen == s.gen && s.id == "" && !s.stopping {
+			s.create()
+		}
+	case *sessionCreated:
+		s.created(c, m)
+	case *messages.SessionGone:
+		if m.ID != s.id || s.stopping {
+			return
+		}
+		s.id = ""
+		if m.Reason != messages.ReasonSessionInvalidated {
+			// It may still exist in Consul (we stopped trusting it, Consul did
+			// not drop it): destroy it so that it holds nothing.
+			gone := m.ID
+			s.work.run(func(ctx context.Context) any {
+				ctx, cancel := context.WithTimeout(ctx, destroyTimeout)
+				defer cancel()
+				_ = s.backend.DestroySession(ctx, gone)
+				return nil
+			})
+		}
+		s.create()
+	case *messages.Stop:
+		s.stopping, s.replyTo = true, c.Sender()
+		s.gen++ // a create in flight is dropped; its session expires by TTL
+		id := s.id
+		s.id = ""
+		s.work.run(func(ctx context.Context) any {
+			if id != "" {
+				s.destroy(ctx, id)
+			}
+			return &sessionDestroyed{}
+		})
+	case *sessionDestroyed:
+		if s.replyTo != nil {
+			c.Send(s.replyTo, &messages.Stopped{})
+		}
+	case *actor.Stopping, *actor.Restarting:
+		s.work.stop()
+		if s.id != "" {
+			s.destroy(context.Background(), s.id)
+			s.id = ""
+		}
+	}
+}
+
+func (s *sessionActor) destroy(ctx context.Context, id string) {
+	ctx, cancel := context.WithTimeout(ctx, destroyTimeout)
+	defer cancel()
+	if err := s.backend.DestroySession(ctx, id); err != nil {
+		s.logger.Warn("could not destroy the session; it expires after its TTL", zap.String("session", id), zap.Error(err))
+	}
+}
+
+// create asks Consul for a new session in a goroutine.
+func (s *sessionActor) create() {
+	s.gen++
+	gen, opts := s.gen, s.opts
+	s.work.run(func(ctx context.Context) any {
+		spec := consul.SessionSpec{Name: "consul-elect " + opts.CandidateID, TTL: opts.SessionTTL, LockDelay: opts.LockDelay}
+		agent, err := s.backend.Agent(ctx)
+		if err != nil {
+			return &sessionCreated{gen: gen, err: err}
+		}
+		spec.Node = agent.Node
+		if opts.Datacenter != "" && opts.Datacenter != agent.Datacenter {
+			// A session in another datacenter must name a node registered
+			// there and cannot carry this agent's checks.
+			if opts.HealthCheckID != "" {
+				return &sessionCreated{gen: gen, err: &consul.Error{Op: "create session", Kind: consul.ErrRejected,
+					Err: fmt.Errorf("HealthCheckID cannot be used with Datacenter %q: a health check of agent %q (datacenter %q) cannot bind a session in another datacenter",
+						opts.Datacenter, agent.Node, agent.Datacenter)}}
+			}
+			if spec.Node, err = s.backend.ServerNode(ctx, opts.Datacenter); err != nil {
+				return &sessionCreated{gen: gen, err: err}
+			}
+			spec.NoChecks = true
+		} else if opts.HealthCheckID != "" {
+			check, _, err := s.backend.NodeCheck(ctx, agent.Node, opts.HealthCheckID, 0, 0)
+			if err != nil {
+				return &sessionCreated{gen: gen, err: err}
+			}
+			spec.NodeChecks = []string{"serfHealth"}
+			if check.ServiceID != "" {
+				spec.ServiceChecks = []string{opts.HealthCheckID}
+			} else {
+				spec.NodeChecks = append(spec.NodeChecks, opts.HealthCheckID)
+			}
+		}
+		sentAt := time.Now()
+		id, err := s.backend.CreateSession(ctx, spec)
+		return &sessionCreated{gen: gen, id: id, node: spec.Node, sentAt: sentAt, err: err}
+	})
+}
+
+func (s *sessionActor) created(c actor.Context, m *sessionCreated) {
+	if m.gen != s.gen {
+		if m.err == nil { // created after we stopped wanting it
+			id := m.id
+			s.work.run(func(ctx context.Context) any { s.destroy(ctx, id); return nil })
+		}
+		return
+	}
+	if m.err != nil {
+		wait := s.retry.next()
+		if s.retry.failures() == 1 || !consul.Retryable(m.err) {
+			s.publish(messages.ElectionError{Op: "create session", Err: m.err, At: time.Now()})
+		}
+		level := zap.WarnLevel
+		if errors.Is(m.err, consul.ErrPermissionDenied) || errors.Is(m.err, consul.ErrRejected) {
+			level = zap.ErrorLevel
+		}
+		s.logger.Log(level, "could not create the session; retrying", zap.Error(m.err), zap.Duration("in", wait))
+		s.work.after(wait, &createSession{gen: s.gen})
+		return
+	}
+	s.retry.reset()
+	s.id = m.id
+	s.logger.Info("session created", zap.String("session", m.id), zap.String("node", m.node))
+	c.Send(c.Parent(), &messages.SessionReady{ID: m.id, Node: m.node, RenewedAt: m.sentAt})
+}

@@ -1,0 +1,213 @@
+package consul
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+)
+
+// Config says how to reach Consul. Empty fields fall back to the CONSUL_*
+// environment variables exactly as api.DefaultConfig does (CONSUL_HTTP_ADDR,
+// CONSUL_HTTP_TOKEN, CONSUL_HTTP_TOKEN_FILE, CONSUL_HTTP_SSL, CONSUL_CACERT,
+// CONSUL_CAPATH, CONSUL_CLIENT_CERT, CONSUL_CLIENT_KEY,
+// CONSUL_TLS_SERVER_NAME, CONSUL_HTTP_SSL_VERIFY), then to
+// http://localhost:8500.
+type Config struct {
+	Address    string // host:port, http://host:port, https://host:port or unix:///path
+	Datacenter string
+	Token      string
+	TokenFile  string
+	TLS        TLSConfig
+	// WrapTransport, when set, wraps the HTTP transport (to count or
+	// instrument requests).
+	WrapTransport func(http.RoundTripper) http.RoundTripper
+}
+
+// TLSConfig configures HTTPS to the agent.
+type TLSConfig struct {
+	CAFile             string
+	CAPath             string
+	CertFile           string
+	KeyFile            string
+	ServerName         string
+	InsecureSkipVerify bool
+}
+
+// Client is a Consul client for the election engine. It is safe for
+// concurrent use.
+type Client struct {
+	api        *api.Client
+	http       *http.Client
+	datacenter string
+}
+
+// ValidateAddress checks an address in any form CONSUL_HTTP_ADDR accepts.
+func ValidateAddress(addr string) error {
+	if addr == "" {
+		return nil
+	}
+	if strings.Contains(addr, "://") {
+		u, err := url.Parse(addr)
+		if err != nil {
+			return fmt.Errorf("%q is not a valid address: %v", addr, err)
+		}
+		switch u.Scheme {
+		case "http", "https":
+			if u.Host == "" {
+				return fmt.Errorf("%q has no host", addr)
+			}
+		case "unix":
+			if u.Path == "" {
+				return fmt.Errorf("%q has no socket path", addr)
+			}
+		default:
+			return fmt.Errorf("%q has scheme %q; use http, https or unix", addr, u.Scheme)
+		}
+		return nil
+	}
+	if strings.ContainsAny(addr, " /") {
+		return fmt.Errorf("%q is not host:port", addr)
+	}
+	return nil
+}
+
+// NewClient builds a client. It sends nothing: an unreachable Consul shows at
+// the first request.
+func NewClient(cfg Config) (*Client, error) {
+	conf := api.DefaultConfig()
+	if cfg.Address != "" {
+		if err := ValidateAddress(cfg.Address); err != nil {
+			return nil, fmt.Errorf("ConsulAddress: %w", err)
+		}
+		conf.Address = cfg.Address
+		conf.Scheme = "http" // api.NewClient takes the scheme from an http(s):// prefix
+	}
+	if cfg.Datacenter != "" {
+		conf.Datacenter = cfg.Datacenter
+	}
+	if cfg.Token != "" || cfg.TokenFile != "" {
+		conf.Token, conf.TokenFile = cfg.Token, cfg.TokenFile
+	}
+	if conf.TokenFile != "" {
+		if _, err := os.ReadFile(conf.TokenFile); err != nil {
+			return nil, fmt.Errorf("TokenFile: %w", err)
+		}
+	}
+	tls := cfg.TLS
+	for _, f := range []struct {
+		name, value string
+		into        *string
+	}{
+		{"TLS.CAFile", tls.CAFile, &conf.TLSConfig.CAFile},
+		{"TLS.CAPath", tls.CAPath, &conf.TLSConfig.CAPath},
+		{"TLS.CertFile", tls.CertFile, &conf.TLSConfig.CertFile},
+		{"TLS.KeyFile", tls.KeyFile, &conf.TLSConfig.KeyFile},
+	} {
+		if f.value != "" {
+			*f.into = f.value
+		}
+		if *f.into != "" {
+			if _, err := os.Stat(*f.into); err != nil {
+				return nil, fmt.Errorf("%s: %w", f.name, err)
+			}
+		}
+	}
+	if tls.ServerName != "" {
+		conf.TLSConfig.Address = tls.ServerName
+	}
+	if tls.InsecureSkipVerify {
+		conf.TLSConfig.InsecureSkipVerify = true
+	}
+	if strings.HasPrefix(conf.Address, "unix://") {
+		// api.NewClient builds its own transport for a unix socket.
+		client, err := api.NewClient(conf)
+		if err != nil {
+			return nil, fmt.Errorf("consul client: %w", err)
+		}
+		return &Client{api: client, datacenter: conf.Datacenter}, nil
+	}
+	if strings.HasPrefix(conf.Address, "https://") {
+		conf.Scheme = "https"
+	}
+	httpClient, err := api.NewHttpClient(conf.Transport, conf.TLSConfig)
+	if err != nil {
+		return nil, fmt.Errorf("consul TLS settings: %w", err)
+	}
+	if cfg.WrapTransport != nil {
+		httpClient.Transport = cfg.WrapTransport(httpClient.Transport)
+	}
+	conf.HttpClient = httpClient
+	client, err := api.NewClient(conf)
+	if err != nil {
+		return nil, fmt.Errorf("consul client: %w", err)
+	}
+	return &Client{api: client, http: httpClient, datacenter: conf.Datacenter}, nil
+}
+
+// Close closes idle connections to the agent.
+func (c *Client) Close() {
+	if c.http != nil {
+		c.http.CloseIdleConnections()
+	}
+}
+
+// Datacenter is the datacenter requests go to ("" : the agent's own).
+func (c *Client) Datacenter() string { return c.datacenter }
+
+func (c *Client) query(ctx context.Context) *api.QueryOptions {
+	return (&api.QueryOptions{}).WithContext(ctx)
+}
+
+func (c *Client) write(ctx context.Context) *api.WriteOptions {
+	return (&api.WriteOptions{}).WithContext(ctx)
+}
+
+// blocking returns options for a blocking query at index, waiting at most wait.
+func (c *Client) blocking(ctx context.Context, index uint64, wait time.Duration) *api.QueryOptions {
+	q := &api.QueryOptions{WaitIndex: index, WaitTime: wait}
+	return q.WithContext(ctx)
+}
+
+// AgentInfo is what the local agent says of itself.
+type AgentInfo struct {
+	Node       string
+	Datacenter string
+	Server     bool
+}
+
+// Agent asks the agent the client talks to for its node and datacenter. It is
+// also the cheapest way to learn that Consul is reachable and the token valid.
+func (c *Client) Agent(ctx context.Context) (AgentInfo, error) {
+	var self struct {
+		Config struct {
+			NodeName   string
+			Datacenter string
+			Server     bool
+		}
+	}
+	if _, err := c.api.Raw().Query("/v1/agent/self", &self, c.query(ctx)); err != nil {
+		return AgentInfo{}, wrap("read agent", err)
+	}
+	return AgentInfo{Node: self.Config.NodeName, Datacenter: self.Config.Datacenter, Server: self.Config.Server}, nil
+}
+
+// ServerNode returns the name of a Consul server node in datacenter dc: a
+// session in a remote datacenter must name a node registered there.
+func (c *Client) ServerNode(ctx context.Context, dc string) (string, error) {
+	q := c.query(ctx)
+	q.Datacenter = dc
+	servers, _, err := c.api.Catalog().Service("consul", "", q)
+	if err != nil {
+		return "", wrap("find a server node in datacenter "+dc, err)
+	}
+	if len(servers) == 0 {
+		return "", &Error{Op: "find a server node in datacenter " + dc, Err: fmt.Errorf("no Consul server registered")}
+	}
+	return servers[0].Node, nil
+}

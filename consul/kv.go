@@ -1,0 +1,157 @@
+package consul
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+)
+
+// Entry is one KV entry.
+type Entry struct {
+	Key         string
+	Value       []byte
+	Flags       uint64
+	Session     string
+	LockIndex   uint64
+	ModifyIndex uint64
+}
+
+func entryOf(p *api.KVPair) Entry {
+	return Entry{Key: p.Key, Value: p.Value, Flags: p.Flags, Session: p.Session, LockIndex: p.LockIndex, ModifyIndex: p.ModifyIndex}
+}
+
+// ListPrefix reads every key under prefix. With index > 0 it is a blocking
+// query: it answers when something under prefix changed after index, or
+// after wait. It returns the entries and the index for the next call
+// (already passed through NextIndex).
+func (c *Client) ListPrefix(ctx context.Context, prefix string, index uint64, wait time.Duration) ([]Entry, uint64, error) {
+	pairs, meta, err := c.api.KV().List(prefix, c.blocking(ctx, index, wait))
+	if err != nil {
+		return nil, index, wrap("list "+prefix, err)
+	}
+	entries := make([]Entry, 0, len(pairs))
+	for _, p := range pairs {
+		entries = append(entries, entryOf(p))
+	}
+	return entries, NextIndex(index, meta.LastIndex), nil
+}
+
+// Get reads one key; ok is false when it does not exist.
+func (c *Client) Get(ctx context.Context, key string) (e Entry, ok bool, err error) {
+	pair, _, err := c.api.KV().Get(key, c.query(ctx))
+	if err != nil || pair == nil {
+		return Entry{}, false, wrap("read "+key, err)
+	}
+	return entryOf(pair), true, nil
+}
+
+// Acquire locks key for session, writing value and KeyFlags, and returns the
+// entry as it is after the lock. It is one transaction, `lock` then `get`, so
+// the returned ModifyIndex is the raft index of the acquiring write itself:
+// strictly increasing across all acquisitions of the key, whatever happens to
+// it in between (unlike LockIndex, which restarts when the key is deleted).
+//
+// Errors: ErrLockHeld, ErrLockDelay, ErrSessionGone (the session is invalid),
+// ErrPermissionDenied, or a transient error.
+func (c *Client) Acquire(ctx context.Context, key, session string, value []byte) (Entry, error) {
+	ops := api.TxnOps{
+		{KV: &api.KVTxnOp{Verb: api.KVLock, Key: key, Session: session, Value: value, Flags: KeyFlags}},
+		{KV: &api.KVTxnOp{Verb: api.KVGet, Key: key}},
+	}
+	results, err := c.txn(ctx, "acquire "+key, ops)
+	if err != nil {
+		return Entry{}, err
+	}
+	got := results[1].KV
+	if got == nil || got.Session != session {
+		return Entry{}, &Error{Op: "acquire " + key, Err: errors.New("the transaction answered without the lock")}
+	}
+	return entryOf(got), nil
+}
+
+// Release unlocks key if session holds it, leaving value in place (the last
+// leader's document) and KeyFlags. Releasing a key the session does not hold
+// changes nothing and is not an error.
+func (c *Client) Release(ctx context.Context, key, session string, value []byte) error {
+	ops := api.TxnOps{{KV: &api.KVTxnOp{Verb: api.KVUnlock, Key: key, Session: session, Value: value, Flags: KeyFlags}}}
+	_, err := c.txn(ctx, "release "+key, ops)
+	if errors.Is(err, ErrLockHeld) || isNotHeld(err) {
+		return nil
+	}
+	return err
+}
+
+// ReleaseAny unlocks key on behalf of whichever session holds it (the
+// operator's `release`). It returns the session that held it, "" if none.
+func (c *Client) ReleaseAny(ctx context.Context, key string) (string, error) {
+	entry, ok, err := c.Get(ctx, key)
+	if err != nil || !ok || entry.Session == "" {
+		return "", err
+	}
+	ops := api.TxnOps{{KV: &api.KVTxnOp{Verb: api.KVUnlock, Key: key, Session: entry.Session, Value: entry.Value, Flags: entry.Flags}}}
+	if _, err := c.txn(ctx, "release "+key, ops); err != nil {
+		return "", err
+	}
+	return entry.Session, nil
+}
+
+// Delete removes key (for operators and tests).
+func (c *Client) Delete(ctx context.Context, key string) error {
+	_, err := c.api.KV().Delete(key, c.write(ctx))
+	return wrap("delete "+key, err)
+}
+
+// Put writes key with flags, without any lock (for operators and tests).
+func (c *Client) Put(ctx context.Context, key string, value []byte, flags uint64) error {
+	_, err := c.api.KV().Put(&api.KVPair{Key: key, Value: value, Flags: flags}, c.write(ctx))
+	return wrap("write "+key, err)
+}
+
+// GuardedPut writes key=value only if lockKey is still held by session, in
+// one transaction (`check-session` on the lock key, then `set`). It is how a
+// leader fences its own writes to Consul KV: a leader that lost the lock
+// without knowing it yet gets ErrSessionGone instead of a stale write.
+func (c *Client) GuardedPut(ctx context.Context, lockKey, session, key string, value []byte) error {
+	ops := api.TxnOps{
+		{KV: &api.KVTxnOp{Verb: api.KVCheckSession, Key: lockKey, Session: session}},
+		{KV: &api.KVTxnOp{Verb: api.KVSet, Key: key, Value: value}},
+	}
+	_, err := c.txn(ctx, "guarded write "+key, ops)
+	if isNotHeld(err) {
+		return &Error{Op: "guarded write " + key, Kind: ErrSessionGone, Err: fmt.Errorf("%s is not held by session %s", lockKey, session)}
+	}
+	return err
+}
+
+// isNotHeld recognises Consul's answer to check-session and unlock on a key
+// the session does not hold.
+func isNotHeld(err error) bool {
+	if err == nil {
+		return false
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "is not currently locked by session") ||
+		strings.Contains(msg, "doesn't exist") || strings.Contains(msg, "does not exist") ||
+		strings.Contains(msg, "failed to unlock")
+}
+
+// txn runs ops as one transaction; a rolled-back transaction becomes a
+// classified error carrying Consul's reasons.
+func (c *Client) txn(ctx context.Context, op string, ops api.TxnOps) (api.TxnResults, error) {
+	ok, resp, _, err := c.api.Txn().Txn(ops, c.query(ctx))
+	if err != nil {
+		return nil, wrap(op, err)
+	}
+	if !ok {
+		reasons := make([]string, 0, len(resp.Errors))
+		for _, e := range resp.Errors {
+			reasons = append(reasons, e.What)
+		}
+		return nil, wrap(op, errors.New(strings.Join(reasons, "; ")))
+	}
+	return resp.Results, nil
+}

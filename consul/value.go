@@ -1,0 +1,60 @@
+package consul
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// KeyFlags is written as the flags of every lock key consul-elect holds. A key
+// at a lock path with other flags belongs to someone else: it is reported as
+// ErrConflict and never taken over. ("consul-e" in ASCII.)
+const KeyFlags uint64 = 0x636f6e73756c2d65
+
+// valueVersion is the version of the JSON document written as the key's value.
+const valueVersion = 1
+
+// Value is the document consul-elect writes as a lock key's value when it
+// acquires it: who leads, from which node, since when.
+type Value struct {
+	Version     int               `json:"v"`
+	CandidateID string            `json:"candidate_id"`
+	Node        string            `json:"node,omitempty"`
+	AcquiredAt  time.Time         `json:"acquired_at"`
+	Metadata    map[string]string `json:"metadata,omitempty"`
+}
+
+// maxValueBytes bounds what DecodeValue reads; Consul's own limit is 512 KiB.
+const maxValueBytes = 512 * 1024
+
+// EncodeValue returns the JSON document for v, with the current version.
+func EncodeValue(v Value) []byte {
+	v.Version = valueVersion
+	data, err := json.Marshal(v)
+	if err != nil {
+		// Only strings, a time and a string map: Marshal cannot fail.
+		panic(fmt.Sprintf("consul: encoding lock value: %v", err))
+	}
+	return data
+}
+
+// DecodeValue parses a lock key's value. An empty value decodes to the zero
+// Value (a key created by a bare acquire); anything else must be a document
+// of a version this package knows.
+func DecodeValue(data []byte) (Value, error) {
+	var v Value
+	if len(data) == 0 {
+		return v, nil
+	}
+	if len(data) > maxValueBytes {
+		return Value{}, fmt.Errorf("lock value is %d bytes, more than %d", len(data), maxValueBytes)
+	}
+	if err := json.Unmarshal(data, &v); err != nil {
+		return Value{}, fmt.Errorf("lock value is not a consul-elect document: %w", err)
+	}
+	if v.Version != valueVersion {
+		return Value{}, errors.New("lock value has unknown version " + fmt.Sprint(v.Version))
+	}
+	return v, nil
+}

@@ -1,0 +1,49 @@
+// Package consulelect is leader election on HashiCorp Consul, built as
+// Proto.Actor actors: one Consul session per candidate, any number of
+// resources, one blocking query for all of them.
+//
+// Use it three ways: spawn actors.NewProps in your own actor system (or under
+// your own supervisor) and subscribe to its events on the EventStream; or
+// call Start here for a plain Go API:
+//
+//	e, err := consulelect.Start(ctx, consulelect.DefaultOptions())
+//	if err != nil { … }
+//	defer e.Stop(context.Background())
+//	e.Campaign("order-processor", nil)
+//	lead, err := e.AwaitLeadership(ctx, "order-processor")
+//	process(lead.Context, lead.FencingToken) // lead.Context ends when leadership does
+//
+// # Guarantees
+//
+//   - At most one session holds a key at a time (Consul's lock semantics), and
+//     the fencing token of each leadership (the raft index of the write that
+//     acquired the key) is strictly greater than every earlier leadership's of
+//     that key, for the life of the Consul cluster.
+//   - Self-fencing: a leader that cannot renew its session publishes
+//     LeadershipLost (and cancels Leadership.Context) no later than
+//     lastRenewSent + SessionTTL − SelfFenceMargin, where lastRenewSent is
+//     when the last successful renew request was sent. Consul cannot expire
+//     the session before lastRenewSent + SessionTTL (in practice it waits
+//     about twice that), so the leader has stopped believing it leads before
+//     another candidate can acquire the key.
+//   - A leader learns that its key was deleted, taken or released, or that its
+//     session was invalidated or its health check went critical, from one
+//     blocking query, and steps down before doing anything else.
+//   - Resign and Stop release keys explicitly, so a standby takes over at
+//     once; an invalidated session's keys stay locked for LockDelay.
+//
+// # Not guaranteed
+//
+//   - The self-fence deadline assumes this process's clock runs at the same
+//     rate as the Consul servers' (within the margin) and that the process is
+//     not frozen (GC pause, SIGSTOP, VM suspend) around the deadline. A
+//     frozen leader cannot stop its work while frozen: there, only the
+//     fencing token protects the systems it writes to. Guard writes with it
+//     (consul.Client.GuardedPut does so for Consul KV).
+//   - When a health check goes critical, Consul invalidates the session in the
+//     same write; the leader's step-down follows it by one blocking query's
+//     latency. LockDelay is what keeps the next leader out meanwhile: keep it
+//     above the time your leader's work needs to stop.
+//   - Events describe what this candidate observed; a follower learns of a new
+//     leader only after Consul's write, by one blocking query.
+package consulelect

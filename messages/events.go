@@ -1,0 +1,91 @@
+package messages
+
+import "time"
+
+// Events are published by the engine on the actor system's EventStream and to
+// the Go API's channel. They are values, never pointers; a subscriber
+// type-switches on them.
+
+// Reason says why a candidate stopped being leader.
+type Reason string
+
+const (
+	// ReasonResigned: the candidate resigned (Resign), releasing the key.
+	ReasonResigned Reason = "resigned"
+	// ReasonStopped: the engine stopped (Stop), releasing the key.
+	ReasonStopped Reason = "stopped"
+	// ReasonSessionInvalidated: Consul invalidated the session (destroyed by
+	// an operator, expired, its node or agent failed, the agent restarted).
+	ReasonSessionInvalidated Reason = "session invalidated"
+	// ReasonRenewDeadline: the session could not be renewed in time; the
+	// leader stepped down before Consul could expire the session (self-fence).
+	ReasonRenewDeadline Reason = "renew deadline"
+	// ReasonPermissionDenied: the ACL token no longer allows renewing the
+	// session or holding the key; the leader stepped down.
+	ReasonPermissionDenied Reason = "permission denied"
+	// ReasonHealthCheckCritical: the bound health check went critical.
+	ReasonHealthCheckCritical Reason = "health check critical"
+	// ReasonKeyDeleted: someone deleted the lock key.
+	ReasonKeyDeleted Reason = "key deleted"
+	// ReasonKeyTaken: the key was released by someone else or is now held
+	// by another session.
+	ReasonKeyTaken Reason = "key taken"
+	// ReasonKeyChanged: the key's flags were changed by someone else; the
+	// key is no longer an election key of this project.
+	ReasonKeyChanged Reason = "key changed"
+	// ReasonError: the resource's lock actor failed and was restarted.
+	ReasonError Reason = "error"
+)
+
+// LeadershipAcquired is published by lock[resource] when this candidate
+// becomes leader of Resource.
+type LeadershipAcquired struct {
+	Resource    string
+	Key         string // <KeyPrefix>/<Resource>
+	CandidateID string
+	Session     string
+	// FencingToken is the raft index of the write that acquired the key. It
+	// is strictly increasing across every leadership of the key for the life
+	// of the Consul cluster; pass it to the systems the leader writes to.
+	FencingToken uint64
+	// LockIndex is Consul's count of acquisitions of the key. For
+	// information only: it restarts at 1 when the key is deleted.
+	LockIndex uint64
+	At        time.Time
+}
+
+// LeadershipLost is published by lock[resource] the moment this candidate
+// stops being leader of Resource. It is published before the engine talks to
+// Consul about it: a leader never waits on the network to step down.
+type LeadershipLost struct {
+	Resource     string
+	CandidateID  string
+	Session      string
+	FencingToken uint64 // the token of the leadership that ended
+	Reason       Reason
+	Err          error // the Consul error behind Reason, if any
+	At           time.Time
+}
+
+// LeaderChanged is published by lock[resource] whenever the observed holder
+// of Resource's key changes, to leaders and followers alike. LeaderID is
+// empty while nobody leads.
+type LeaderChanged struct {
+	Resource     string
+	LeaderID     string
+	Node         string
+	Session      string
+	FencingToken uint64 // ModifyIndex of the leader's acquiring write, when known
+	Since        time.Time
+}
+
+// ElectionError is published by any actor when Consul answers with an error
+// the engine retries or cannot resolve by itself (permission denied, a
+// foreign key at the lock's path, Consul unreachable). Resource is empty for
+// errors of the shared session.
+type ElectionError struct {
+	Resource string
+	Op       string // what was attempted: "create session", "renew session", "acquire", …
+	Err      error
+	At       time.Time
+}

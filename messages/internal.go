@@ -1,0 +1,93 @@
+package messages
+
+import "time"
+
+// Messages between the engine's actors. Users never need to send them; they
+// are here so that the whole conversation can be read in one place.
+
+// SessionReady is sent by session to the root when a session exists, and by
+// the root to renewal, the key watcher, the health watcher and every lock.
+type SessionReady struct {
+	ID   string
+	Node string // the node the session belongs to
+	// RenewedAt is when the create request (or, when the root resends it to a
+	// restarted renewal, the last successful renew) was sent: Consul cannot
+	// have started the session's current TTL earlier.
+	RenewedAt time.Time
+}
+
+// SessionGone says a session can no longer be relied on. Sent to the root by
+// renewal (404 on renew, deadline missed), the key watcher (our keys were
+// released and the session is gone) or the health watcher (check critical).
+// The root forwards it to the locks (leaders step down with Reason) and to
+// session, which destroys it if it may still exist and creates a new one.
+type SessionGone struct {
+	ID     string
+	Reason Reason
+	Err    error
+}
+
+// Renewed is sent by renewal to the root after each successful renewal.
+// SentAt is when the renew request was sent: Consul restarted the TTL no
+// earlier than that.
+type Renewed struct {
+	ID     string
+	SentAt time.Time
+}
+
+// KeyEntry is the observed state of one lock key, decoded.
+type KeyEntry struct {
+	Key         string
+	Exists      bool
+	Session     string // holder session; empty when free
+	Flags       uint64
+	LockIndex   uint64
+	ModifyIndex uint64
+	// Foreign is set when the key's flags are not consul-elect's: someone
+	// else uses this path, and the engine will not take it over.
+	Foreign bool
+	// Holder is decoded from the value consul-elect writes.
+	HolderID string
+	Node     string
+	Since    time.Time
+	// HolderLockDelay is the holder session's lock-delay, when the key
+	// watcher could read it while the session was alive (negative: unknown).
+	HolderLockDelay time.Duration
+}
+
+// KeysChanged is sent by the key watcher to the root with every key under the
+// prefix whose entry changed since the last answer (Exists false: deleted).
+// OurSessionGone reports that keys held by SessionID were released and the
+// session no longer exists; the root then handles it as SessionGone first.
+type KeysChanged struct {
+	Entries        []KeyEntry
+	SessionID      string
+	OurSessionGone bool
+}
+
+// KeyState is sent by the root to lock[resource] with the latest entry of its
+// key (on change, and when the lock actor starts).
+type KeyState struct {
+	Resource string
+	Entry    KeyEntry
+}
+
+// ChildStarted is sent to the root by renewal, the key watcher, the health
+// watcher and lock[resource] (Resource set) when they (re)start, so that the
+// root sends them the current session and, to a lock, its key's state.
+type ChildStarted struct {
+	Resource string
+}
+
+// Released is sent by lock[resource] to the root when, while stopping or
+// withdrawing, it has released its key (or found nothing to release).
+type Released struct {
+	Resource string
+}
+
+// HealthCritical is sent by the health watcher to the root when the bound
+// check is critical.
+type HealthCritical struct {
+	CheckID string
+	Output  string
+}

@@ -44,7 +44,7 @@ func (h *healthWatcher) Receive(c actor.Context) {
 	case *actor.Started:
 		h.work = newWorker(c)
 		h.retry = newBackoff(100*time.Millisecond, 5*time.Second)
-		c.Send(c.Parent(), &messages.ChildStarted{})
+		c.Request(c.Parent(), &messages.ChildStarted{})
 	case *messages.SessionReady:
 		h.session, h.reported = m.ID, false
 		if m.Node != h.node || h.gen == 0 {
@@ -61,6 +61,7 @@ func (h *healthWatcher) Receive(c actor.Context) {
 			return
 		}
 		if m.err != nil {
+			h.index = 0 // the agent may have restarted with a lower index
 			wait := h.retry.next()
 			h.logger.Warn("watching the health check failed; retrying", zap.String("check", h.opts.HealthCheckID),
 				zap.Error(m.err), zap.Duration("in", wait))

@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -29,8 +30,10 @@ type keyWatcher struct {
 	lockDelays map[string]time.Duration // holder session → its lock-delay
 	asked      map[string]bool          // sessions whose info was requested
 	session    string                   // ours
+	node       string                   // our session's node
 	retry      backoff
 	pending    *messages.KeysChanged // waiting for the check of our session
+	synced     bool                  // the first answer was sent
 }
 
 // Results of the watcher's own calls.
@@ -46,7 +49,7 @@ type (
 		lockDelay time.Duration
 		gone      bool
 	}
-	ourSessionChecked struct{ gone bool }
+	ourSessionChecked struct{ gone *messages.SessionGone }
 )
 
 // watchWait is how long one blocking query waits at most.
@@ -61,9 +64,9 @@ func (w *keyWatcher) Receive(c actor.Context) {
 		w.lockDelays = map[string]time.Duration{}
 		w.asked = map[string]bool{}
 		w.list()
-		c.Send(c.Parent(), &messages.ChildStarted{})
+		c.Request(c.Parent(), &messages.ChildStarted{})
 	case *messages.SessionReady:
-		w.session = m.ID
+		w.session, w.node = m.ID, m.Node
 	case *messages.SessionGone:
 		if m.ID == w.session {
 			w.session = ""
@@ -74,7 +77,7 @@ func (w *keyWatcher) Receive(c actor.Context) {
 		w.listed(c, m)
 	case *ourSessionChecked:
 		if w.pending != nil {
-			w.pending.OurSessionGone = m.gone
+			w.pending.SessionGone = m.gone
 			c.Send(c.Parent(), w.pending)
 			w.pending = nil
 		}
@@ -100,6 +103,9 @@ func (w *keyWatcher) list() {
 
 func (w *keyWatcher) listed(c actor.Context, m *listed) {
 	if m.err != nil {
+		// The agent may have restarted with a lower index; a blocking query
+		// at our old index would then wait for minutes. Read afresh.
+		w.index = 0
 		wait := w.retry.next()
 		if w.retry.failures() == 1 {
 			w.publish(messages.ElectionError{Op: "watch " + w.prefix + "/", Err: m.err, At: time.Now()})
@@ -111,7 +117,8 @@ func (w *keyWatcher) listed(c actor.Context, m *listed) {
 	// The first answer is sent even when empty: it tells the locks their
 	// keys do not exist. An index that went backwards was reset to 0 by
 	// NextIndex, so the next read answers at once with the full listing.
-	first := w.index == 0 && len(w.entries) == 0
+	first := !w.synced
+	w.synced = true
 	w.retry.reset()
 	w.index = m.index
 	changed, lostOurs := w.diff(m.entries)
@@ -119,22 +126,32 @@ func (w *keyWatcher) listed(c actor.Context, m *listed) {
 		w.list()
 		return
 	}
-	msg := &messages.KeysChanged{Entries: changed, SessionID: w.session}
+	msg := &messages.KeysChanged{Entries: changed}
 	if !lostOurs {
 		c.Send(c.Parent(), msg)
 		w.list()
 		return
 	}
 	// Keys our session held were released. If Consul invalidated the
-	// session (destroyed by an operator, expired), every leader must step
-	// down with that reason: ask, then tell the root.
+	// session (destroyed by an operator, expired, its health check went
+	// critical), every leader must step down with that reason: ask, then
+	// tell the root.
 	w.pending = msg
-	id := w.session
+	id, node := w.session, w.node
 	w.work.run(func(ctx context.Context) any {
 		ctx, cancel := context.WithTimeout(ctx, time.Second)
 		defer cancel()
-		_, err := w.backend.SessionInfo(ctx, id)
-		return &ourSessionChecked{gone: errors.Is(err, consul.ErrSessionGone)}
+		if _, err := w.backend.SessionInfo(ctx, id); !errors.Is(err, consul.ErrSessionGone) {
+			return &ourSessionChecked{}
+		}
+		gone := &messages.SessionGone{ID: id, Reason: messages.ReasonSessionInvalidated}
+		if check := w.opts.HealthCheckID; check != "" {
+			if state, _, err := w.backend.NodeCheck(ctx, node, check, 0, 0); err == nil && state.Critical() {
+				gone.Reason = messages.ReasonHealthCheckCritical
+				gone.Err = fmt.Errorf("health check %s is critical: %s", check, state.Output)
+			}
+		}
+		return &ourSessionChecked{gone: gone}
 	})
 }
 

@@ -65,7 +65,7 @@ func (l *lockActor) Receive(c actor.Context) {
 	case *actor.Started:
 		l.work = newWorker(c)
 		l.delayRetry = newBackoff(50*time.Millisecond, time.Second)
-		c.Send(c.Parent(), &messages.ChildStarted{Resource: l.resource})
+		c.Request(c.Parent(), &messages.ChildStarted{Resource: l.resource})
 	case *messages.SessionReady:
 		l.session = *m
 		l.consider()

@@ -44,7 +44,7 @@ func (r *renewalActor) Receive(c actor.Context) {
 		r.work = newWorker(c)
 		ttl := r.opts.SessionTTL
 		r.retry = newBackoff(min(500*time.Millisecond, ttl/10), max(ttl/4, time.Second))
-		c.Send(c.Parent(), &messages.ChildStarted{})
+		c.Request(c.Parent(), &messages.ChildStarted{})
 	case *messages.SessionReady:
 		r.forget()
 		r.session, r.lastOK = m.ID, m.RenewedAt

@@ -202,6 +202,9 @@ func (r *electionRoot) campaign(c actor.Context, m *messages.Campaign) {
 
 // childStarted brings a (re)started child up to date.
 func (r *electionRoot) childStarted(c actor.Context, m *messages.ChildStarted) {
+	if c.Sender() == nil {
+		return // children send it with Request, so that we know who asks
+	}
 	if r.current.ID != "" {
 		ready := r.current
 		c.Send(c.Sender(), &ready)
@@ -242,8 +245,8 @@ func (r *electionRoot) sessionGone(c actor.Context, m *messages.SessionGone) {
 }
 
 func (r *electionRoot) keysChanged(c actor.Context, m *messages.KeysChanged) {
-	if m.OurSessionGone && m.SessionID == r.current.ID && m.SessionID != "" {
-		r.sessionGone(c, &messages.SessionGone{ID: m.SessionID, Reason: messages.ReasonSessionInvalidated})
+	if gone := m.SessionGone; gone != nil && gone.ID == r.current.ID && gone.ID != "" {
+		r.sessionGone(c, gone)
 	}
 	for _, e := range m.Entries {
 		resource := resourceOf(r.eng.prefix, e.Key)

@@ -57,12 +57,12 @@ type KeyEntry struct {
 
 // KeysChanged is sent by the key watcher to the root with every key under the
 // prefix whose entry changed since the last answer (Exists false: deleted).
-// OurSessionGone reports that keys held by SessionID were released and the
-// session no longer exists; the root then handles it as SessionGone first.
+// SessionGone, when set, reports that keys held by our session were released
+// because the session no longer exists (with the reason: invalidated, or its
+// health check is critical); the root handles it before the entries.
 type KeysChanged struct {
-	Entries        []KeyEntry
-	SessionID      string
-	OurSessionGone bool
+	Entries     []KeyEntry
+	SessionGone *SessionGone
 }
 
 // KeyState is sent by the root to lock[resource] with the latest entry of its
@@ -74,7 +74,8 @@ type KeyState struct {
 
 // ChildStarted is sent to the root by renewal, the key watcher, the health
 // watcher and lock[resource] (Resource set) when they (re)start, so that the
-// root sends them the current session and, to a lock, its key's state.
+// root sends them the current session and, to a lock, its key's state. It is
+// sent with Request, so that the root knows whom to answer.
 type ChildStarted struct {
 	Resource string
 }

@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"os/exec"
@@ -226,13 +227,14 @@ func (a *Agent) Restart(ctx context.Context) error {
 }
 
 // Pause freezes the whole agent with SIGSTOP: it keeps its ports open but
-// answers nothing, like a hung or partitioned server.
-func (a *Agent) Pause() error { return a.signal(syscall.SIGSTOP) }
+// answers nothing, like a hung or partitioned server. It returns once every
+// thread has stopped, so a request sent afterwards is guaranteed to hang.
+func (a *Agent) Pause() error { return a.signal(syscall.SIGSTOP, true) }
 
-// Resume undoes Pause with SIGCONT.
-func (a *Agent) Resume() error { return a.signal(syscall.SIGCONT) }
+// Resume undoes Pause with SIGCONT, returning once the agent runs again.
+func (a *Agent) Resume() error { return a.signal(syscall.SIGCONT, false) }
 
-func (a *Agent) signal(sig syscall.Signal) error {
+func (a *Agent) signal(sig syscall.Signal, wantStopped bool) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.stopped || a.proc == nil {
@@ -243,7 +245,50 @@ func (a *Agent) signal(sig syscall.Signal) error {
 		return a.exitError("agent is not running")
 	default:
 	}
-	return a.proc.signalGroup(sig)
+	if err := a.proc.signalGroup(sig); err != nil {
+		return fmt.Errorf("devconsul: %v: %w", sig, err)
+	}
+	// Signals are delivered asynchronously: a thread busy on another core
+	// can still serve a request just after kill(2) returns.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		stopped, err := allThreadsStopped(a.proc.cmd.Process.Pid)
+		if err != nil || stopped == wantStopped {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("devconsul: agent did not react to %v within 5s", sig)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// allThreadsStopped reports whether every thread of pid is in the stopped
+// state, according to /proc/PID/task/TID/stat.
+func allThreadsStopped(pid int) (bool, error) {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return false, fmt.Errorf("devconsul: %w", err)
+	}
+	for _, task := range tasks {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, task.Name()))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // the thread exited since ReadDir
+		}
+		if err != nil {
+			return false, fmt.Errorf("devconsul: %w", err)
+		}
+		// The state follows the parenthesized command name, which may
+		// itself contain spaces or parentheses: "TID (comm) S ...".
+		i := bytes.LastIndexByte(stat, ')')
+		if i < 0 || i+2 >= len(stat) {
+			return false, fmt.Errorf("devconsul: unexpected %s", stat)
+		}
+		if state := stat[i+2]; state != 'T' && state != 't' {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // launch starts the consul process and waits until it is ready; on failure
@@ -266,8 +311,10 @@ func (a *Agent) launch(ctx context.Context) error {
 	cmd.Stdout = a.log
 	cmd.Stderr = a.log
 	// Its own process group, so Stop and Pause reach anything it forks and a
-	// terminal's Ctrl-C aimed at the test does not hit it first.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// terminal's Ctrl-C aimed at the test does not hit it first. Pdeathsig
+	// covers the case where Stop never runs (the test binary is killed or
+	// panics): the kernel then kills the agent instead of orphaning it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	// Don't let a stray inherited pipe hold Wait (and a test) hostage.
 	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Start(); err != nil {

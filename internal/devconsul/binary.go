@@ -180,8 +180,9 @@ func build(ctx context.Context, dir, bin string, progress io.Writer) error {
 	cmd.Env = append(os.Environ(), "GOFLAGS="+goflags, "GOWORK=off")
 	cmd.Stdout = &out
 	cmd.Stderr = &out
-	// go build forks compilers; on cancellation take the whole group down.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// go build forks compilers; on cancellation take the whole group down,
+	// and don't let the build outlive a killed caller.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 10 * time.Second
 
@@ -198,14 +199,14 @@ func build(ctx context.Context, dir, bin string, progress io.Writer) error {
 	go func() { done <- cmd.Wait() }()
 	ticker := time.NewTicker(progressEvery)
 	defer ticker.Stop()
+wait:
 	for {
 		select {
 		case <-ticker.C:
 			msg()
-			continue
 		case err = <-done:
+			break wait
 		}
-		break
 	}
 	if err != nil {
 		return fmt.Errorf("devconsul: go build github.com/hashicorp/consul@%s in %s failed after %s: %w\n%s",

@@ -1,0 +1,185 @@
+package actors_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/excalibur/consul-elect/actors"
+	"github.com/excalibur/consul-elect/consul"
+	"github.com/excalibur/consul-elect/internal/devconsul"
+	"github.com/excalibur/consul-elect/messages"
+)
+
+func TestAgentRestartReestablishesLeadership(t *testing.T) {
+	agent := devconsul.ForTest(t, devconsul.Config{}) // -dev: a restart loses every session and key
+	c := startCandidate(t, fastOptions(t, agent, "alpha"))
+	c.campaign(resource)
+	won := await[messages.LeadershipAcquired](c, 15*time.Second, nil)
+
+	if err := agent.Restart(ctxFor(t)); err != nil {
+		t.Fatal(err)
+	}
+	lost := await[messages.LeadershipLost](c, 15*time.Second, nil)
+	t.Logf("lost leadership over the restart: %s", lost.Reason)
+	again := await[messages.LeadershipAcquired](c, 30*time.Second, nil)
+	if again.Session == won.Session {
+		t.Fatalf("leads again with the old session %s, which the restarted agent cannot know", won.Session)
+	}
+	entry, ok, err := operator(t, agent).Get(ctxFor(t), c.opts.KeyPrefix+"/"+resource)
+	if err != nil || !ok || entry.Session != again.Session {
+		t.Fatalf("after the restart the key is %+v (ok %v, err %v); want held by %s", entry, ok, err, again.Session)
+	}
+}
+
+// TestLeaderStepsDownBeforeSessionCanExpire freezes the agent (SIGSTOP) so
+// that no renewal can succeed: the leader must step down before
+// lastRenewSent + SessionTTL, the earliest Consul could expire the session.
+func TestLeaderStepsDownBeforeSessionCanExpire(t *testing.T) {
+	agent := devconsul.ForTest(t, devconsul.Config{})
+	opts := fastOptions(t, agent, "alpha")
+	c := startCandidate(t, opts)
+	c.campaign(resource)
+	await[messages.LeadershipAcquired](c, 15*time.Second, nil)
+
+	frozen := time.Now() // every renewal that succeeded was sent before this
+	if err := agent.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	resumed := false
+	defer func() {
+		if !resumed {
+			_ = agent.Resume()
+		}
+	}()
+	lost := await[messages.LeadershipLost](c, 2*opts.SessionTTL, nil)
+	if lost.Reason != messages.ReasonRenewDeadline {
+		t.Fatalf("lost with reason %q; want %q", lost.Reason, messages.ReasonRenewDeadline)
+	}
+	if limit := frozen.Add(opts.SessionTTL); !lost.At.Before(limit) {
+		t.Fatalf("stepped down at %s, not before %s (freeze + SessionTTL)", lost.At.Format(time.StampMilli), limit.Format(time.StampMilli))
+	}
+	if err := agent.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	resumed = true
+	await[messages.LeadershipAcquired](c, 30*time.Second, nil) // campaigns again on a new session
+}
+
+func TestCriticalHealthCheckMakesTheLeaderStepDown(t *testing.T) {
+	client := operator(t, shared)
+	check := fmt.Sprintf("elect-health-%d", time.Now().UnixNano())
+	if err := client.RegisterTTLCheck(ctxFor(t), check, "", time.Hour, "passing"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.DeregisterCheck(context.Background(), check) })
+	opts := fastOptions(t, shared, "alpha")
+	opts.HealthCheckID = check
+	c := startCandidate(t, opts)
+	c.campaign(resource)
+	won := await[messages.LeadershipAcquired](c, 15*time.Second, nil)
+
+	if err := client.UpdateCheck(ctxFor(t), check, "critical", "disk on fire"); err != nil {
+		t.Fatal(err)
+	}
+	lost := await[messages.LeadershipLost](c, 5*time.Second, nil)
+	if lost.Reason != messages.ReasonHealthCheckCritical {
+		t.Fatalf("lost with reason %q; want %q", lost.Reason, messages.ReasonHealthCheckCritical)
+	}
+	// No new session can be bound to a critical check: no leadership until
+	// it passes again.
+	none[messages.LeadershipAcquired](c, 2*time.Second, nil)
+	if err := client.UpdateCheck(ctxFor(t), check, "passing", ""); err != nil {
+		t.Fatal(err)
+	}
+	again := await[messages.LeadershipAcquired](c, 15*time.Second, nil)
+	if again.Session == won.Session {
+		t.Fatal("leads again on the invalidated session")
+	}
+}
+
+func TestSessionInAnotherDatacenter(t *testing.T) {
+	dc2 := devconsul.ForTest(t, devconsul.Config{Datacenter: "dc2", JoinWAN: []string{shared.SerfWANAddr()}})
+	opts := fastOptions(t, shared, "remote") // talks to the dc1 agent …
+	opts.Datacenter = "dc2"                  // … and elects in dc2
+	c := startCandidate(t, opts)
+	c.campaign(resource)
+	won := await[messages.LeadershipAcquired](c, 30*time.Second, nil)
+
+	key := opts.KeyPrefix + "/" + resource
+	if entry, ok, err := operator(t, dc2).Get(ctxFor(t), key); err != nil || !ok || entry.Session != won.Session {
+		t.Fatalf("in dc2 the key is %+v (ok %v, err %v); want held by %s", entry, ok, err, won.Session)
+	}
+	if _, ok, err := operator(t, shared).Get(ctxFor(t), key); err != nil || ok {
+		t.Fatalf("the key exists in dc1 too (err %v)", err)
+	}
+	info, err := operator(t, dc2).SessionInfo(ctxFor(t), won.Session)
+	if err != nil || info.Node != dc2.NodeName() {
+		t.Fatalf("session node %q (err %v); want dc2's node %q", info.Node, err, dc2.NodeName())
+	}
+
+	opts.CandidateID, opts.HealthCheckID = "remote-checked", "serfHealth"
+	refused := startCandidate(t, opts)
+	failed := await[messages.ElectionError](refused, 15*time.Second, nil)
+	if !errors.Is(failed.Err, consul.ErrRejected) {
+		t.Fatalf("HealthCheckID with a remote datacenter: %v; want ErrRejected", failed.Err)
+	}
+}
+
+// flakyBackend fails the first acquires of one key with a transient error.
+type flakyBackend struct {
+	actors.Backend
+	key      string
+	failures int
+	mu       sync.Mutex
+	attempts []time.Time
+}
+
+func (f *flakyBackend) Acquire(ctx context.Context, key, session string, value []byte) (consul.Entry, error) {
+	if key == f.key {
+		f.mu.Lock()
+		f.attempts = append(f.attempts, time.Now())
+		n := len(f.attempts)
+		f.mu.Unlock()
+		if n <= f.failures {
+			return consul.Entry{}, errors.New("injected: connection reset")
+		}
+	}
+	return f.Backend.Acquire(ctx, key, session, value)
+}
+
+func TestLockErrorRestartsOnlyThatLockWithBackoff(t *testing.T) {
+	opts := fastOptions(t, shared, "alpha")
+	client, err := consul.NewClient(consul.Config{Address: shared.URL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(client.Close)
+	flaky := &flakyBackend{Backend: client, key: opts.KeyPrefix + "/flaky", failures: 3}
+	opts.Backend = flaky
+	c := startCandidate(t, opts)
+	c.campaign("steady")
+	await[messages.LeadershipAcquired](c, 15*time.Second, func(e messages.LeadershipAcquired) bool { return e.Resource == "steady" })
+	c.campaign("flaky")
+	await[messages.LeadershipAcquired](c, 30*time.Second, func(e messages.LeadershipAcquired) bool { return e.Resource == "flaky" })
+
+	flaky.mu.Lock()
+	attempts := append([]time.Time(nil), flaky.attempts...)
+	flaky.mu.Unlock()
+	if len(attempts) != 4 {
+		t.Fatalf("%d acquire attempts; want 3 failures and 1 success", len(attempts))
+	}
+	// Restarts back off: each wait is longer than the one before.
+	for i := 2; i < len(attempts); i++ {
+		if gap, prev := attempts[i].Sub(attempts[i-1]), attempts[i-1].Sub(attempts[i-2]); gap <= prev {
+			t.Errorf("wait before attempt %d was %s, not longer than the previous %s", i+1, gap, prev)
+		}
+	}
+	if st := c.state("steady"); !st.IsLeader {
+		t.Fatal("the healthy resource lost leadership while another lock actor restarted")
+	}
+	none[messages.LeadershipLost](c, 500*time.Millisecond, func(e messages.LeadershipLost) bool { return e.Resource == "steady" })
+}

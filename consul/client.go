@@ -44,6 +44,7 @@ type TLSConfig struct {
 type Client struct {
 	api        *api.Client
 	http       *http.Client
+	batch      *batcher
 	datacenter string
 }
 
@@ -130,7 +131,7 @@ func NewClient(cfg Config) (*Client, error) {
 		if err != nil {
 			return nil, fmt.Errorf("consul client: %w", err)
 		}
-		return &Client{api: client, datacenter: conf.Datacenter}, nil
+		return &Client{api: client, batch: &batcher{client: client}, datacenter: conf.Datacenter}, nil
 	}
 	if strings.HasPrefix(conf.Address, "https://") {
 		conf.Scheme = "https"
@@ -147,7 +148,7 @@ func NewClient(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("consul client: %w", err)
 	}
-	return &Client{api: client, http: httpClient, datacenter: conf.Datacenter}, nil
+	return &Client{api: client, http: httpClient, batch: &batcher{client: client}, datacenter: conf.Datacenter}, nil
 }
 
 // Close closes idle connections to the agent.

@@ -62,9 +62,9 @@ func (c *Client) Acquire(ctx context.Context, key, session string, value []byte)
 		{KV: &api.KVTxnOp{Verb: api.KVLock, Key: key, Session: session, Value: value, Flags: KeyFlags}},
 		{KV: &api.KVTxnOp{Verb: api.KVGet, Key: key}},
 	}
-	results, err := c.txn(ctx, "acquire "+key, ops)
+	results, err := c.batch.do(ctx, ops)
 	if err != nil {
-		return Entry{}, err
+		return Entry{}, wrap("acquire "+key, err)
 	}
 	got := results[1].KV
 	if got == nil || got.Session != session {
@@ -78,7 +78,8 @@ func (c *Client) Acquire(ctx context.Context, key, session string, value []byte)
 // changes nothing and is not an error.
 func (c *Client) Release(ctx context.Context, key, session string, value []byte) error {
 	ops := api.TxnOps{{KV: &api.KVTxnOp{Verb: api.KVUnlock, Key: key, Session: session, Value: value, Flags: KeyFlags}}}
-	_, err := c.txn(ctx, "release "+key, ops)
+	_, err := c.batch.do(ctx, ops)
+	err = wrap("release "+key, err)
 	if errors.Is(err, ErrLockHeld) || isNotHeld(err) {
 		return nil
 	}
@@ -134,9 +135,9 @@ func isNotHeld(err error) bool {
 		return false
 	}
 	msg := err.Error()
-	return strings.Contains(msg, "is not currently locked by session") ||
-		strings.Contains(msg, "doesn't exist") || strings.Contains(msg, "does not exist") ||
-		strings.Contains(msg, "failed to unlock")
+	return strings.Contains(msg, "failed session check") || // check-session
+		strings.Contains(msg, "doesn't exist") || // the key is gone
+		strings.Contains(msg, "failed to unlock") // unlock of a key the session does not hold
 }
 
 // txn runs ops as one transaction; a rolled-back transaction becomes a

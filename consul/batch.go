@@ -1,0 +1,159 @@
+package consul
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+)
+
+// maxTxnOps is Consul's limit of operations in one transaction (1.14
+// answers 413 "too many operations" above it).
+const maxTxnOps = 64 * 2
+
+// batchTimeout bounds one batched transaction.
+const batchTimeout = 30 * time.Second
+
+// batcher coalesces concurrent small transactions (a lock+get per acquire, an
+// unlock per release) into transactions of up to maxTxnOps operations: 10,000
+// resources campaigning at once cost ~160 transactions, not 10,000 requests.
+//
+// A transaction is all or nothing, so when some operations fail, their
+// requests get their own errors and the rest are sent again without them.
+// No goroutine runs while nothing is pending.
+type batcher struct {
+	client  *api.Client
+	mu      sync.Mutex
+	pending []*txnRequest
+	running bool
+}
+
+type txnRequest struct {
+	ctx  context.Context
+	ops  api.TxnOps
+	done chan txnResult
+}
+
+type txnResult struct {
+	results api.TxnResults
+	err     error // a rolled-back request's reasons, or the transport error
+}
+
+// do runs ops, batched with whatever else is pending, and returns their
+// results.
+func (b *batcher) do(ctx context.Context, ops api.TxnOps) (api.TxnResults, error) {
+	req := &txnRequest{ctx: ctx, ops: ops, done: make(chan txnResult, 1)}
+	b.mu.Lock()
+	b.pending = append(b.pending, req)
+	if !b.running {
+		b.running = true
+		go b.run()
+	}
+	b.mu.Unlock()
+	select {
+	case res := <-req.done:
+		return res.results, res.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// run sends batches until nothing is pending.
+func (b *batcher) run() {
+	for {
+		b.mu.Lock()
+		batch, n := []*txnRequest{}, 0
+		for len(b.pending) > 0 && n+len(b.pending[0].ops) <= maxTxnOps {
+			req := b.pending[0]
+			b.pending = b.pending[1:]
+			if req.ctx.Err() == nil {
+				batch = append(batch, req)
+				n += len(req.ops)
+			}
+		}
+		if len(batch) == 0 && len(b.pending) == 0 {
+			b.running = false
+			b.mu.Unlock()
+			return
+		}
+		b.mu.Unlock()
+		b.send(batch)
+	}
+}
+
+// send runs batch as one transaction; on a rollback it answers the failing
+// requests and sends the others again.
+func (b *batcher) send(batch []*txnRequest) {
+	for len(batch) > 0 {
+		ops := api.TxnOps{}
+		owner := []int{} // op index → request index
+		for i, req := range batch {
+			ops = append(ops, req.ops...)
+			for range req.ops {
+				owner = append(owner, i)
+			}
+		}
+		ctx, cancel := batchContext(batch)
+		ok, resp, _, err := b.client.Txn().Txn(ops, (&api.QueryOptions{}).WithContext(ctx))
+		cancel()
+		switch {
+		case err != nil:
+			for _, req := range batch {
+				req.done <- txnResult{err: err}
+			}
+			return
+		case ok:
+			at := 0
+			for _, req := range batch {
+				req.done <- txnResult{results: resp.Results[at : at+len(req.ops)]}
+				at += len(req.ops)
+			}
+			return
+		}
+		failed := map[int][]string{}
+		for _, e := range resp.Errors {
+			if e.OpIndex >= 0 && e.OpIndex < len(owner) {
+				failed[owner[e.OpIndex]] = append(failed[owner[e.OpIndex]], e.What)
+			}
+		}
+		if len(failed) == 0 { // a rollback that names no operation: fail them all
+			for i := range batch {
+				failed[i] = append(failed[i], "transaction rolled back")
+			}
+		}
+		rest := batch[:0:0]
+		for i, req := range batch {
+			if reasons, ok := failed[i]; ok {
+				req.done <- txnResult{err: errors.New(strings.Join(reasons, "; "))}
+			} else {
+				rest = append(rest, req)
+			}
+		}
+		batch = rest
+	}
+}
+
+// batchContext ends when batchTimeout passes or every request has given up.
+func batchContext(batch []*txnRequest) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
+	var live atomic.Int64
+	live.Store(int64(len(batch)))
+	stops := make([]func() bool, 0, len(batch))
+	for _, req := range batch {
+		stops = append(stops, context.AfterFunc(req.ctx, func() {
+			if live.Add(-1) == 0 {
+				cancel()
+			}
+		}))
+	}
+	return ctx, func() {
+		for _, stop := range stops {
+			stop()
+		}
+		cancel()
+	}
+}

@@ -1,0 +1,170 @@
+package consul_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/excalibur/consul-elect/consul"
+	"github.com/excalibur/consul-elect/internal/devconsul"
+	"go.uber.org/goleak"
+)
+
+var agent *devconsul.Agent
+
+func TestMain(m *testing.M) {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	a, err := devconsul.Start(ctx, devconsul.Config{})
+	cancel()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "starting the Consul dev agent:", err)
+		os.Exit(1)
+	}
+	agent = a
+	code := m.Run()
+	_ = a.Stop()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goroutines leaked:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// countingTransport counts requests per path prefix.
+type countingTransport struct {
+	next http.RoundTripper
+	txns atomic.Int64
+}
+
+func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if strings.HasPrefix(r.URL.Path, "/v1/txn") {
+		c.txns.Add(1)
+	}
+	return c.next.RoundTrip(r)
+}
+
+func newClient(t *testing.T, counter *countingTransport) *consul.Client {
+	t.Helper()
+	cfg := consul.Config{Address: agent.URL()}
+	if counter != nil {
+		cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { counter.next = rt; return counter }
+	}
+	client, err := consul.NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(client.Close)
+	return client
+}
+
+func session(t *testing.T, client *consul.Client, delay time.Duration) string {
+	t.Helper()
+	id, err := client.CreateSession(context.Background(), consul.SessionSpec{Name: t.Name(), TTL: 10 * time.Second, LockDelay: delay})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func TestConcurrentAcquiresAreBatchedIntoFewTransactions(t *testing.T) {
+	counter := &countingTransport{}
+	client := newClient(t, counter)
+	ctx := context.Background()
+	ours, theirs := session(t, client, 0), session(t, client, 0)
+	const n = 500
+	// Every tenth key is already held by another session.
+	for i := 0; i < n; i += 10 {
+		if _, err := client.Acquire(ctx, fmt.Sprintf("batch/k%03d", i), theirs, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	counter.txns.Store(0)
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	tokens := make([]uint64, n)
+	for i := range n {
+		wg.Go(func() {
+			entry, err := client.Acquire(ctx, fmt.Sprintf("batch/k%03d", i), ours, []byte("v"))
+			errs[i], tokens[i] = err, entry.ModifyIndex
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		switch {
+		case i%10 == 0 && !errors.Is(err, consul.ErrLockHeld):
+			t.Fatalf("key %d held by another session: %v; want ErrLockHeld", i, err)
+		case i%10 != 0 && (err != nil || tokens[i] == 0):
+			t.Fatalf("key %d: token %d, %v", i, tokens[i], err)
+		}
+	}
+	t.Logf("%d acquires took %d transactions", n, counter.txns.Load())
+	if txns := counter.txns.Load(); txns > n/4 {
+		t.Fatalf("%d transactions for %d concurrent acquires; batching should need far fewer", txns, n)
+	}
+}
+
+func TestLockDelayAndSessionErrorsAreClassified(t *testing.T) {
+	client := newClient(t, nil)
+	ctx := context.Background()
+	holder := session(t, client, 5*time.Second)
+	if _, err := client.Acquire(ctx, "classify/k", holder, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := client.DestroySession(ctx, holder); err != nil {
+		t.Fatal(err)
+	}
+	other := session(t, client, 0)
+	if _, err := client.Acquire(ctx, "classify/k", other, nil); !errors.Is(err, consul.ErrLockDelay) {
+		t.Fatalf("acquire inside lock-delay: %v; want ErrLockDelay", err)
+	}
+	if _, err := client.Acquire(ctx, "classify/other", holder, nil); !errors.Is(err, consul.ErrSessionGone) {
+		t.Fatalf("acquire with a destroyed session: %v; want ErrSessionGone", err)
+	}
+	if err := client.RenewSession(ctx, holder); !errors.Is(err, consul.ErrSessionGone) {
+		t.Fatalf("renew of a destroyed session: %v; want ErrSessionGone", err)
+	}
+	if _, err := client.CreateSession(ctx, consul.SessionSpec{TTL: 500 * time.Millisecond}); !errors.Is(err, consul.ErrRejected) ||
+		!strings.Contains(err.Error(), "session_ttl_min") {
+		t.Fatalf("a TTL below the server minimum: %v; want ErrRejected naming session_ttl_min", err)
+	}
+}
+
+func TestGuardedPutWritesOnlyWhileTheLockIsHeld(t *testing.T) {
+	client := newClient(t, nil)
+	ctx := context.Background()
+	id := session(t, client, 0)
+	if _, err := client.Acquire(ctx, "guard/lock", id, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := client.GuardedPut(ctx, "guard/lock", id, "guard/data", []byte("one")); err != nil {
+		t.Fatal(err)
+	}
+	if err := client.Release(ctx, "guard/lock", id, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := client.GuardedPut(ctx, "guard/lock", id, "guard/data", []byte("two")); !errors.Is(err, consul.ErrSessionGone) {
+		t.Fatalf("guarded write after release: %v; want ErrSessionGone", err)
+	}
+	if e, _, _ := client.Get(ctx, "guard/data"); string(e.Value) != "one" {
+		t.Fatalf("data is %q; the refused write must not land", e.Value)
+	}
+}
+
+func TestNextIndexFollowsConsulsRules(t *testing.T) {
+	for _, tc := range []struct{ prev, got, want uint64 }{
+		{0, 5, 5}, {5, 9, 9}, {9, 3, 0}, {0, 0, 1}, {7, 7, 7},
+	} {
+		if got := consul.NextIndex(tc.prev, tc.got); got != tc.want {
+			t.Errorf("NextIndex(%d, %d) = %d; want %d", tc.prev, tc.got, got, tc.want)
+		}
+	}
+}

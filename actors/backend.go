@@ -22,4 +22,14 @@ type Backend interface {
 	NodeCheck(ctx context.Context, node, checkID string, index uint64, wait time.Duration) (consul.Check, uint64, error)
 }
 
-var _ Backend = (*consul.Client)(nil)
+// FailoverBackend is what Options.FastFailover needs in addition.
+type FailoverBackend interface {
+	RegisterFailoverCheck(ctx context.Context, check consul.FailoverCheck) error
+	UpdateCheck(ctx context.Context, checkID, status, output string) error
+	DeregisterService(ctx context.Context, serviceID string) error
+}
+
+var (
+	_ Backend         = (*consul.Client)(nil)
+	_ FailoverBackend = (*consul.Client)(nil)
+)

@@ -11,7 +11,9 @@ import (
 
 // healthWatcher watches HealthCheckID on the session's node with blocking
 // queries and tells the root when it is critical, so that leaders step down
-// at once.
+// at once. With FastFailover it also feeds the candidate's own TTL check
+// every FastFailoverTTL/2 and reports each success (CheckFed), which moves
+// the self-fence deadline.
 //
 // Consul invalidates the sessions bound to a check in the same write that
 // marks it critical, so this step-down cannot come before the invalidation;
@@ -36,7 +38,12 @@ type (
 		output   string
 		err      error
 	}
-	rewatch struct{ gen uint64 }
+	rewatch  struct{ gen uint64 }
+	feedTick struct{}
+	fed      struct {
+		sentAt time.Time
+		err    error
+	}
 )
 
 func (h *healthWatcher) Receive(c actor.Context) {
@@ -45,8 +52,25 @@ func (h *healthWatcher) Receive(c actor.Context) {
 		h.work = newWorker(c)
 		h.retry = newBackoff(100*time.Millisecond, 5*time.Second)
 		c.Request(c.Parent(), &messages.ChildStarted{})
+		if h.opts.FastFailover {
+			h.feed()
+		}
+	case *feedTick:
+		h.feed()
+	case *fed:
+		every := h.opts.failoverTTL() / 2
+		if m.err != nil {
+			h.logger.Warn("refreshing the fast-failover check failed; retrying", zap.Error(m.err))
+			every = h.opts.failoverTTL() / 10
+		} else {
+			c.Send(c.Parent(), &messages.CheckFed{SessionID: h.session, SentAt: m.sentAt})
+		}
+		h.work.after(max(time.Until(m.sentAt.Add(every)), 0), &feedTick{})
 	case *messages.SessionReady:
 		h.session, h.reported = m.ID, false
+		if h.opts.HealthCheckID == "" {
+			return
+		}
 		if m.Node != h.node || h.gen == 0 {
 			h.node, h.index = m.Node, 0
 			h.gen++
@@ -78,6 +102,16 @@ func (h *healthWatcher) Receive(c actor.Context) {
 	case *actor.Stopping, *actor.Restarting:
 		h.work.stop()
 	}
+}
+
+func (h *healthWatcher) feed() {
+	checkID := h.opts.failoverCheck().CheckID
+	h.work.run(func(ctx context.Context) any {
+		ctx, cancel := context.WithTimeout(ctx, h.opts.failoverTTL())
+		defer cancel()
+		sentAt := time.Now()
+		return &fed{sentAt: sentAt, err: h.failover.UpdateCheck(ctx, checkID, "passing", "")}
+	})
 }
 
 func (h *healthWatcher) read() {

@@ -63,9 +63,19 @@ type Options struct {
 	// invalidated and the leader steps down.
 	HealthCheckID string
 	// SelfFenceMargin: a leader that cannot renew steps down at
-	// lastRenewSent + SessionTTL − SelfFenceMargin. 0 means 10% of
-	// SessionTTL; it must be less than SessionTTL/2.
+	// lastRenewSent + SessionTTL − SelfFenceMargin (and, with FastFailover,
+	// at lastCheckUpdateSent + FastFailoverTTL − SelfFenceMargin). 0 means
+	// 10% of each TTL; it must be less than half of each.
 	SelfFenceMargin time.Duration
+
+	// FastFailover registers a per-candidate service with a TTL check of
+	// FastFailoverTTL on the local agent, refreshes it every TTL/2, binds the
+	// session to it and deregisters it on Stop. A candidate that dies loses
+	// its session when the check goes critical (FastFailoverTTL) instead of
+	// when Consul reaps the session (up to 2×SessionTTL).
+	FastFailover bool
+	// FastFailoverTTL: in [1s, SessionTTL]; 0 means 2s.
+	FastFailoverTTL time.Duration
 
 	// CandidateID names this candidate in the key's value and in events.
 	// Empty: <hostname>-<pid>, with -2, -3, … for further engines in one process.
@@ -100,6 +110,18 @@ func (o Options) Validate() error {
 	}
 	if o.SelfFenceMargin < 0 || (o.SessionTTL > 0 && o.SelfFenceMargin >= o.SessionTTL/2) {
 		bad("SelfFenceMargin is %s; it must be at least 0s and less than SessionTTL/2 (%s)", o.SelfFenceMargin, o.SessionTTL/2)
+	}
+	if o.FastFailover {
+		ttl := o.failoverTTL()
+		if ttl < MinSessionTTL || ttl > max(o.SessionTTL, MinSessionTTL) {
+			bad("FastFailoverTTL is %s; it must be between %s and SessionTTL (%s)", ttl, MinSessionTTL, o.SessionTTL)
+		}
+		if o.SelfFenceMargin >= ttl/2 {
+			bad("SelfFenceMargin is %s; with FastFailover it must be less than FastFailoverTTL/2 (%s)", o.SelfFenceMargin, ttl/2)
+		}
+		if o.Datacenter != "" {
+			bad("FastFailover cannot be used with Datacenter: the check lives on the local agent")
+		}
 	}
 	if err := ValidatePrefix(o.KeyPrefix); err != nil {
 		bad("KeyPrefix: %v", err)
@@ -190,10 +212,27 @@ func defaultCandidateID() string {
 	return id
 }
 
-// selfFenceMargin is the margin in force for these options.
-func (o Options) selfFenceMargin() time.Duration {
+// DefaultFastFailoverTTL is the fast-failover check's TTL when unset.
+const DefaultFastFailoverTTL = 2 * time.Second
+
+// selfFenceMargin is the margin in force before a deadline ttl after the
+// last successful refresh.
+func (o Options) selfFenceMargin(ttl time.Duration) time.Duration {
 	if o.SelfFenceMargin > 0 {
 		return o.SelfFenceMargin
 	}
-	return o.SessionTTL / 10
+	return ttl / 10
+}
+
+func (o Options) failoverTTL() time.Duration {
+	if o.FastFailoverTTL == 0 {
+		return DefaultFastFailoverTTL
+	}
+	return o.FastFailoverTTL
+}
+
+// failoverCheck names the candidate's fast-failover service and check.
+func (o Options) failoverCheck() consul.FailoverCheck {
+	id := "consul-elect-" + o.CandidateID
+	return consul.FailoverCheck{ServiceID: id, CheckID: id + "-alive", TTL: o.failoverTTL()}
 }

@@ -21,6 +21,7 @@ type renewalActor struct {
 	session  string
 	gen      uint64 // one per session; drops results and timers of older ones
 	lastOK   time.Time
+	lastFed  time.Time // fast-failover check last set passing
 	lastErr  error
 	retry    backoff
 	renewing bool
@@ -47,12 +48,17 @@ func (r *renewalActor) Receive(c actor.Context) {
 		c.Request(c.Parent(), &messages.ChildStarted{})
 	case *messages.SessionReady:
 		r.forget()
-		r.session, r.lastOK = m.ID, m.RenewedAt
+		r.session, r.lastOK, r.lastFed = m.ID, m.RenewedAt, m.CheckFedAt
 		r.retry.reset()
 		r.schedule(r.opts.SessionTTL / 2)
 	case *messages.SessionGone:
 		if m.ID == r.session {
 			r.forget()
+		}
+	case *messages.CheckFed:
+		if m.SessionID == r.session && m.SentAt.After(r.lastFed) {
+			r.lastFed = m.SentAt
+			r.fence()
 		}
 	case *renewTick:
 		if m.gen == r.gen && !r.renewing {
@@ -90,9 +96,28 @@ func (r *renewalActor) forget() {
 func (r *renewalActor) schedule(d time.Duration) {
 	r.work.cancelTimer(r.tick)
 	r.tick = r.work.after(d, &renewTick{gen: r.gen})
+	r.fence()
+}
+
+// fence sets the self-fence deadline: lastOK + SessionTTL − margin, and with
+// FastFailover no later than lastFed + FastFailoverTTL − margin, since Consul
+// invalidates the session when either runs out.
+func (r *renewalActor) fence() {
 	r.work.cancelTimer(r.deadline)
-	fence := time.Until(r.lastOK.Add(r.opts.SessionTTL - r.opts.selfFenceMargin()))
-	r.deadline = r.work.after(max(fence, 0), &deadlineTick{gen: r.gen})
+	ttl := r.opts.SessionTTL
+	deadline := r.lastOK.Add(ttl - r.opts.selfFenceMargin(ttl))
+	if r.opts.FastFailover {
+		ttl := r.opts.failoverTTL()
+		deadline = minTime(deadline, r.lastFed.Add(ttl-r.opts.selfFenceMargin(ttl)))
+	}
+	r.deadline = r.work.after(max(time.Until(deadline), 0), &deadlineTick{gen: r.gen})
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 func (r *renewalActor) renew() {

@@ -18,6 +18,8 @@ type engine struct {
 	prefix  string
 	logger  *zap.Logger
 	bus     *eventBus
+	// failover is the backend's check registration, with FastFailover.
+	failover FailoverBackend
 	// closeBackend, when set, closes the client NewProps made.
 	closeBackend func()
 }
@@ -62,6 +64,13 @@ func NewProps(opts Options, listeners ...func(event any)) (*actor.Props, error) 
 		closeBackend = client.Close
 	}
 	base := engine{opts: opts, backend: backend, prefix: opts.KeyPrefix, logger: logger, closeBackend: closeBackend}
+	if opts.FastFailover {
+		failover, ok := backend.(FailoverBackend)
+		if !ok {
+			return nil, fmt.Errorf("FastFailover: the backend %T cannot register checks (it does not implement actors.FailoverBackend)", backend)
+		}
+		base.failover = failover
+	}
 	producer := func() actor.Actor { return &electionRoot{base: base, listeners: listeners} }
 	strategy := &restartStrategy{base: restartBase, max: restartMax, resetAfter: restartResetAfter, logger: logger}
 	return actor.PropsFromProducer(producer, actor.WithSupervisor(strategy)), nil
@@ -124,6 +133,11 @@ func (r *electionRoot) Receive(c actor.Context) {
 		if m.ID == r.current.ID {
 			r.current.RenewedAt = m.SentAt
 		}
+	case *messages.CheckFed:
+		if m.SessionID == r.current.ID {
+			r.current.CheckFedAt = m.SentAt
+			c.Send(r.renewal, m)
+		}
 	case *messages.SessionGone:
 		if m.ID == r.current.ID && m.ID != "" {
 			r.sessionGone(c, m)
@@ -165,7 +179,7 @@ func (r *electionRoot) start(c actor.Context) {
 	r.session = r.spawnChild(c, "session", func() actor.Actor { return &sessionActor{engine: r.eng} })
 	r.renewal = r.spawnChild(c, "renewal", func() actor.Actor { return &renewalActor{engine: r.eng} })
 	r.keys = r.spawnChild(c, "keys", func() actor.Actor { return &keyWatcher{engine: r.eng} })
-	if r.eng.opts.HealthCheckID != "" {
+	if r.eng.opts.HealthCheckID != "" || r.eng.opts.FastFailover {
 		r.health = r.spawnChild(c, "health", func() actor.Actor { return &healthWatcher{engine: r.eng} })
 	}
 	for _, resource := range r.eng.opts.Resources {

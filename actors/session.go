@@ -28,11 +28,12 @@ type sessionActor struct {
 // Results of the actor's own calls.
 type (
 	sessionCreated struct {
-		gen    uint64
-		id     string
-		node   string
-		sentAt time.Time
-		err    error
+		gen        uint64
+		id         string
+		node       string
+		sentAt     time.Time
+		checkFedAt time.Time
+		err        error
 	}
 	sessionDestroyed struct{}
 	createSession    struct{ gen uint64 }
@@ -79,18 +80,40 @@ func (s *sessionActor) Receive(c actor.Context) {
 			if id != "" {
 				s.destroy(ctx, id)
 			}
+			s.deregisterCheck(ctx)
 			return &sessionDestroyed{}
 		})
 	case *sessionDestroyed:
 		if s.replyTo != nil {
 			c.Send(s.replyTo, &messages.Stopped{})
 		}
-	case *actor.Stopping, *actor.Restarting:
+	case *actor.Stopping:
 		s.work.stop()
 		if s.id != "" {
 			s.destroy(context.Background(), s.id)
 			s.id = ""
 		}
+		s.deregisterCheck(context.Background())
+	case *actor.Restarting:
+		s.work.stop()
+		if s.id != "" {
+			s.destroy(context.Background(), s.id)
+			s.id = ""
+		}
+	}
+}
+
+// deregisterCheck removes the fast-failover service, if any.
+func (s *sessionActor) deregisterCheck(ctx context.Context) {
+	if !s.opts.FastFailover {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, destroyTimeout)
+	defer cancel()
+	check := s.opts.failoverCheck()
+	if err := s.failover.DeregisterService(ctx, check.ServiceID); err != nil {
+		s.logger.Warn("could not deregister the fast-failover check; Consul reaps it after a minute critical",
+			zap.String("service", check.ServiceID), zap.Error(err))
 	}
 }
 
@@ -137,9 +160,23 @@ func (s *sessionActor) create() {
 				spec.NodeChecks = append(spec.NodeChecks, opts.HealthCheckID)
 			}
 		}
+		var checkFedAt time.Time
+		if opts.FastFailover {
+			// (Re-)register the candidate's check as passing: its TTL runs
+			// from here, and the session is bound to it.
+			check := opts.failoverCheck()
+			checkFedAt = time.Now()
+			if err := s.failover.RegisterFailoverCheck(ctx, check); err != nil {
+				return &sessionCreated{gen: gen, err: err}
+			}
+			if len(spec.NodeChecks) == 0 {
+				spec.NodeChecks = []string{"serfHealth"}
+			}
+			spec.ServiceChecks = append(spec.ServiceChecks, check.CheckID)
+		}
 		sentAt := time.Now()
 		id, err := s.backend.CreateSession(ctx, spec)
-		return &sessionCreated{gen: gen, id: id, node: spec.Node, sentAt: sentAt, err: err}
+		return &sessionCreated{gen: gen, id: id, node: spec.Node, sentAt: sentAt, checkFedAt: checkFedAt, err: err}
 	})
 }
 
@@ -167,5 +204,5 @@ func (s *sessionActor) created(c actor.Context, m *sessionCreated) {
 	s.retry.reset()
 	s.id = m.id
 	s.logger.Info("session created", zap.String("session", m.id), zap.String("node", m.node))
-	c.Send(c.Parent(), &messages.SessionReady{ID: m.id, Node: m.node, RenewedAt: m.sentAt})
+	c.Send(c.Parent(), &messages.SessionReady{ID: m.id, Node: m.node, RenewedAt: m.sentAt, CheckFedAt: m.checkFedAt})
 }

@@ -55,3 +55,38 @@ func (c *Client) UpdateCheck(ctx context.Context, id, status, output string) err
 func (c *Client) DeregisterCheck(ctx context.Context, id string) error {
 	return wrap("deregister check "+id, c.api.Agent().CheckDeregisterOpts(id, c.query(ctx)))
 }
+
+// FailoverCheck names the service and TTL check a candidate registers on
+// its local agent for fast failover.
+type FailoverCheck struct {
+	ServiceID string
+	CheckID   string
+	TTL       time.Duration
+}
+
+// failoverReapAfter is when Consul removes the service of a candidate that
+// died without deregistering it (its check critical that long). Consul's
+// minimum is one minute.
+const failoverReapAfter = time.Minute
+
+// RegisterFailoverCheck registers (again) the candidate's service with its
+// TTL check, passing. A session bound to the check through ServiceChecks is
+// invalidated when the check is not refreshed within TTL — long before the
+// session's own TTL — and the service is reaped a minute after its check
+// went critical, so a killed candidate leaves nothing behind.
+func (c *Client) RegisterFailoverCheck(ctx context.Context, check FailoverCheck) error {
+	reg := &api.AgentServiceRegistration{
+		ID: check.ServiceID, Name: "consul-elect",
+		Check: &api.AgentServiceCheck{
+			CheckID: check.CheckID, Name: "consul-elect candidate alive", TTL: check.TTL.String(),
+			Status: api.HealthPassing, DeregisterCriticalServiceAfter: failoverReapAfter.String(),
+		},
+	}
+	opts := api.ServiceRegisterOpts{}.WithContext(ctx)
+	return wrap("register fast-failover check", c.api.Agent().ServiceRegisterOpts(reg, opts))
+}
+
+// DeregisterService removes a service (and its checks) from the local agent.
+func (c *Client) DeregisterService(ctx context.Context, id string) error {
+	return wrap("deregister service "+id, c.api.Agent().ServiceDeregisterOpts(id, c.query(ctx)))
+}

@@ -14,6 +14,17 @@ type SessionReady struct {
 	// restarted renewal, the last successful renew) was sent: Consul cannot
 	// have started the session's current TTL earlier.
 	RenewedAt time.Time
+	// CheckFedAt is when the fast-failover check was last set passing (its
+	// registration), zero without FastFailover.
+	CheckFedAt time.Time
+}
+
+// CheckFed is sent by the health watcher to the root, and by the root to
+// renewal, after each successful refresh of the fast-failover check: the
+// self-fence deadline follows the check's TTL from SentAt.
+type CheckFed struct {
+	SessionID string
+	SentAt    time.Time
 }
 
 // SessionGone says a session can no longer be relied on. Sent to the root by

@@ -1,0 +1,185 @@
+package actors_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/excalibur/consul-elect/actors"
+	"github.com/excalibur/consul-elect/consul"
+	"github.com/excalibur/consul-elect/messages"
+)
+
+// deadBackend stands for a process that was killed: once dead, no request of
+// the candidate reaches Consul (each waits for its context), so neither the
+// session nor the fast-failover check is refreshed and nothing is released.
+type deadBackend struct {
+	*consul.Client
+	dead    atomic.Bool
+	revived chan struct{} // closed at the end of the test, so a stop can finish
+}
+
+func (d *deadBackend) gate(ctx context.Context) error {
+	if d.dead.Load() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-d.revived:
+			return errors.New("the process is gone")
+		}
+	}
+	return nil
+}
+
+func (d *deadBackend) RenewSession(ctx context.Context, id string) error {
+	if err := d.gate(ctx); err != nil {
+		return err
+	}
+	return d.Client.RenewSession(ctx, id)
+}
+
+func (d *deadBackend) UpdateCheck(ctx context.Context, id, status, output string) error {
+	if err := d.gate(ctx); err != nil {
+		return err
+	}
+	return d.Client.UpdateCheck(ctx, id, status, output)
+}
+
+func (d *deadBackend) ListPrefix(ctx context.Context, prefix string, index uint64, wait time.Duration) ([]consul.Entry, uint64, error) {
+	if err := d.gate(ctx); err != nil {
+		return nil, index, err
+	}
+	return d.Client.ListPrefix(ctx, prefix, index, wait)
+}
+
+func (d *deadBackend) Release(ctx context.Context, key, session string, value []byte) error {
+	if err := d.gate(ctx); err != nil {
+		return err
+	}
+	return d.Client.Release(ctx, key, session, value)
+}
+
+func (d *deadBackend) DestroySession(ctx context.Context, id string) error {
+	if err := d.gate(ctx); err != nil {
+		return err
+	}
+	return d.Client.DestroySession(ctx, id)
+}
+
+func (d *deadBackend) DeregisterService(ctx context.Context, id string) error {
+	if err := d.gate(ctx); err != nil {
+		return err
+	}
+	return d.Client.DeregisterService(ctx, id)
+}
+
+func TestFastFailoverReplacesAKilledLeaderWithinTheCheckTTL(t *testing.T) {
+	client, err := consul.NewClient(consul.Config{Address: shared.URL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(client.Close)
+	opts := fastOptions(t, shared, "doomed")
+	opts.SessionTTL = 60 * time.Second // Consul would reap it after ~120s
+	opts.FastFailover, opts.FastFailoverTTL = true, 2*time.Second
+	doomed := &deadBackend{Client: client, revived: make(chan struct{})}
+	opts.Backend = doomed
+	leader := startCandidate(t, opts)
+	t.Cleanup(func() { close(doomed.revived) }) // runs before the candidate's stop
+	leader.campaign(resource)
+	won := await[messages.LeadershipAcquired](leader, 15*time.Second, nil)
+
+	info, err := client.SessionInfo(ctxFor(t), won.Session)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("session %s bound to node checks and the candidate's check; lock-delay %s", info.ID, info.LockDelay)
+
+	opts.CandidateID, opts.Backend = "standby", nil
+	standby := startCandidate(t, opts)
+	standby.campaign(resource)
+	await[messages.LeaderChanged](standby, 15*time.Second, func(e messages.LeaderChanged) bool { return e.LeaderID == "doomed" })
+
+	killed := time.Now()
+	doomed.dead.Store(true)
+	// The dead leader still fences itself: its check can no longer be fed.
+	lost := await[messages.LeadershipLost](leader, 5*time.Second, nil)
+	if lost.Reason != messages.ReasonRenewDeadline || !lost.At.Before(killed.Add(opts.FastFailoverTTL)) {
+		t.Fatalf("the dead leader lost %q at +%s; want renew deadline before the check TTL", lost.Reason, lost.At.Sub(killed))
+	}
+	await[messages.LeadershipAcquired](standby, 15*time.Second, nil) // far below the 60s session TTL
+	t.Logf("standby leads %s after the leader died (check TTL %s, session TTL %s)", time.Since(killed).Round(time.Millisecond),
+		opts.FastFailoverTTL, opts.SessionTTL)
+}
+
+func TestFastFailoverCheckIsDeregisteredOnStop(t *testing.T) {
+	opts := fastOptions(t, shared, "tidy")
+	opts.FastFailover = true
+	c := startCandidate(t, opts)
+	c.campaign(resource)
+	won := await[messages.LeadershipAcquired](c, 15*time.Second, nil)
+	client := operator(t, shared)
+	agentInfo, err := client.Agent(ctxFor(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	check, _, err := client.NodeCheck(ctxFor(t), agentInfo.Node, "consul-elect-tidy-alive", 0, 0)
+	if err != nil || check.ServiceID != "consul-elect-tidy" || check.Status != "passing" {
+		t.Fatalf("fast-failover check %+v, %v; want a passing check of service consul-elect-tidy", check, err)
+	}
+	c.stop()
+	if _, err := client.SessionInfo(ctxFor(t), won.Session); !errors.Is(err, consul.ErrSessionGone) {
+		t.Fatalf("session after stop: %v", err)
+	}
+	if _, _, err := client.NodeCheck(ctxFor(t), agentInfo.Node, "consul-elect-tidy-alive", 0, 0); err == nil ||
+		!strings.Contains(err.Error(), "not registered") {
+		t.Fatalf("the check survived Stop: %v", err)
+	}
+}
+
+func TestFastFailoverNeedsAFailoverBackend(t *testing.T) {
+	opts := actors.DefaultOptions()
+	opts.FastFailover = true
+	opts.Backend = struct{ actors.Backend }{}
+	if _, err := actors.NewProps(opts); err == nil || !strings.Contains(err.Error(), "FastFailover") {
+		t.Fatalf("NewProps = %v; want an error naming FastFailover", err)
+	}
+}
+
+func (d *deadBackend) Agent(ctx context.Context) (consul.AgentInfo, error) {
+	if err := d.gate(ctx); err != nil {
+		return consul.AgentInfo{}, err
+	}
+	return d.Client.Agent(ctx)
+}
+
+func (d *deadBackend) CreateSession(ctx context.Context, spec consul.SessionSpec) (string, error) {
+	if err := d.gate(ctx); err != nil {
+		return "", err
+	}
+	return d.Client.CreateSession(ctx, spec)
+}
+
+func (d *deadBackend) RegisterFailoverCheck(ctx context.Context, check consul.FailoverCheck) error {
+	if err := d.gate(ctx); err != nil {
+		return err
+	}
+	return d.Client.RegisterFailoverCheck(ctx, check)
+}
+
+func (d *deadBackend) Acquire(ctx context.Context, key, session string, value []byte) (consul.Entry, error) {
+	if err := d.gate(ctx); err != nil {
+		return consul.Entry{}, err
+	}
+	return d.Client.Acquire(ctx, key, session, value)
+}
+
+func (d *deadBackend) SessionInfo(ctx context.Context, id string) (consul.SessionInfo, error) {
+	if err := d.gate(ctx); err != nil {
+		return consul.SessionInfo{}, err
+	}
+	return d.Client.SessionInfo(ctx, id)
+}

@@ -22,6 +22,13 @@ type Backend interface {
 	NodeCheck(ctx context.Context, node, checkID string, index uint64, wait time.Duration) (consul.Check, uint64, error)
 }
 
+// Observer is told what the engine does; package metrics implements it.
+type Observer interface {
+	Event(evt any)
+	Refreshed(sentAt time.Time, took time.Duration, err error)
+	ConsulError(op string, err error)
+}
+
 // FailoverBackend is what Options.FastFailover needs in addition.
 type FailoverBackend interface {
 	RegisterFailoverCheck(ctx context.Context, check consul.FailoverCheck) error

@@ -60,6 +60,7 @@ func (h *healthWatcher) Receive(c actor.Context) {
 	case *fed:
 		every := h.opts.failoverTTL() / 2
 		if m.err != nil {
+			h.consulError("refresh fast-failover check", m.err)
 			h.logger.Warn("refreshing the fast-failover check failed; retrying", zap.Error(m.err))
 			every = h.opts.failoverTTL() / 10
 		} else {
@@ -85,6 +86,7 @@ func (h *healthWatcher) Receive(c actor.Context) {
 			return
 		}
 		if m.err != nil {
+			h.consulError("watch health check", m.err)
 			h.index = 0 // the agent may have restarted with a lower index
 			wait := h.retry.next()
 			h.logger.Warn("watching the health check failed; retrying", zap.String("check", h.opts.HealthCheckID),
@@ -117,6 +119,8 @@ func (h *healthWatcher) feed() {
 func (h *healthWatcher) read() {
 	gen, node, index := h.gen, h.node, h.index
 	h.work.run(func(ctx context.Context) any {
+		ctx, cancel := context.WithTimeout(ctx, blockingTimeout(watchWait))
+		defer cancel()
 		check, next, err := h.backend.NodeCheck(ctx, node, h.opts.HealthCheckID, index, watchWait)
 		return &checkRead{gen: gen, index: next, critical: check.Critical(), output: check.Output, err: err}
 	})

@@ -96,6 +96,8 @@ func (w *keyWatcher) Receive(c actor.Context) {
 func (w *keyWatcher) list() {
 	index := w.index
 	w.work.run(func(ctx context.Context) any {
+		ctx, cancel := context.WithTimeout(ctx, blockingTimeout(watchWait))
+		defer cancel()
 		entries, next, err := w.backend.ListPrefix(ctx, w.prefix+"/", index, watchWait)
 		return &listed{entries: entries, index: next, err: err}
 	})
@@ -106,6 +108,7 @@ func (w *keyWatcher) listed(c actor.Context, m *listed) {
 		// The agent may have restarted with a lower index; a blocking query
 		// at our old index would then wait for minutes. Read afresh.
 		w.index = 0
+		w.consulError("watch keys", m.err)
 		wait := w.retry.next()
 		if w.retry.failures() == 1 {
 			w.publish(messages.ElectionError{Op: "watch " + w.prefix + "/", Err: m.err, At: time.Now()})

@@ -190,6 +190,8 @@ func (l *lockActor) acquire() {
 		AcquiredAt: time.Now().UTC(), Metadata: l.metadata})
 	value := l.value
 	l.work.run(func(ctx context.Context) any {
+		ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+		defer cancel()
 		entry, err := l.backend.Acquire(ctx, l.key, session.ID, value)
 		return &acquired{gen: gen, entry: entry, err: err}
 	})
@@ -197,6 +199,9 @@ func (l *lockActor) acquire() {
 
 func (l *lockActor) acquired(c actor.Context, m *acquired) {
 	l.acquiring = false
+	if m.err != nil {
+		l.consulError("acquire", m.err)
+	}
 	switch {
 	case m.err == nil:
 		l.leading, l.token = true, m.entry.ModifyIndex

@@ -13,6 +13,7 @@ import (
 	"github.com/excalibur/consul-elect/actors"
 	"github.com/excalibur/consul-elect/consul"
 	"github.com/excalibur/consul-elect/internal/devconsul"
+	"github.com/excalibur/consul-elect/internal/leakcheck"
 	"github.com/excalibur/consul-elect/messages"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
@@ -35,7 +36,7 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	_ = agent.Stop()
 	if code == 0 {
-		if err := goleak.Find(); err != nil {
+		if err := goleak.Find(leakcheck.Options()...); err != nil {
 			fmt.Fprintln(os.Stderr, "goroutines leaked:", err)
 			code = 1
 		}

@@ -87,6 +87,10 @@ type Options struct {
 
 	// Logger receives the engine's logs; nil: none.
 	Logger *zap.Logger
+	// Observer, when set, is told of every event, session refresh and
+	// Consul error (package metrics implements it for Prometheus). It is
+	// called on the actors' goroutines and must return at once.
+	Observer Observer
 	// Backend replaces the Consul client built from the options above (an
 	// in-memory backend for tests, or an instrumented client).
 	Backend Backend

@@ -49,6 +49,7 @@ func (r *renewalActor) Receive(c actor.Context) {
 	case *messages.SessionReady:
 		r.forget()
 		r.session, r.lastOK, r.lastFed = m.ID, m.RenewedAt, m.CheckFedAt
+		r.refreshed(m.RenewedAt, 0, nil)
 		r.retry.reset()
 		r.schedule(r.opts.SessionTTL / 2)
 	case *messages.SessionGone:
@@ -127,7 +128,9 @@ func (r *renewalActor) renew() {
 		ctx, cancel := context.WithTimeout(ctx, r.opts.SessionTTL)
 		defer cancel()
 		sentAt := time.Now()
-		return &renewFinished{gen: gen, sentAt: sentAt, err: r.backend.RenewSession(ctx, id)}
+		err := r.backend.RenewSession(ctx, id)
+		r.refreshed(sentAt, time.Since(sentAt), err)
+		return &renewFinished{gen: gen, sentAt: sentAt, err: err}
 	})
 }
 
@@ -144,6 +147,7 @@ func (r *renewalActor) finished(c actor.Context, m *renewFinished) {
 		c.Send(c.Parent(), &messages.SessionGone{ID: r.session, Reason: messages.ReasonSessionInvalidated, Err: m.err})
 		r.forget()
 	default:
+		r.consulError("renew session", m.err)
 		r.lastErr = m.err
 		wait := r.retry.next()
 		if r.retry.failures() == 1 {

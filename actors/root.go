@@ -26,6 +26,20 @@ type engine struct {
 
 func (e *engine) publish(evt any) { e.bus.publish(evt) }
 
+// consulError tells the observer, if any, of a failed Consul request.
+func (e *engine) consulError(op string, err error) {
+	if e.opts.Observer != nil {
+		e.opts.Observer.ConsulError(op, err)
+	}
+}
+
+// refreshed tells the observer, if any, of a session renewal or creation.
+func (e *engine) refreshed(sentAt time.Time, took time.Duration, err error) {
+	if e.opts.Observer != nil {
+		e.opts.Observer.Refreshed(sentAt, took, err)
+	}
+}
+
 // Supervision of the root's children: capped exponential backoff.
 const (
 	restartBase       = 100 * time.Millisecond
@@ -33,7 +47,14 @@ const (
 	restartResetAfter = 30 * time.Second
 	// stopTimeout bounds a graceful stop when Consul does not answer.
 	stopTimeout = 5 * time.Second
+	// requestTimeout bounds a request that does not block by design (create
+	// a session, acquire), so that a frozen agent shows as an error.
+	requestTimeout = 10 * time.Second
 )
+
+// blockingTimeout bounds a blocking query that waits up to wait: Consul adds
+// up to wait/16 of jitter; past that the connection is presumed dead.
+func blockingTimeout(wait time.Duration) time.Duration { return wait + wait/16 + requestTimeout }
 
 // NewProps validates opts and returns the Props of an election root: spawn it
 // in your actor system (or as a child of your own actor) and it campaigns for
@@ -70,6 +91,9 @@ func NewProps(opts Options, listeners ...func(event any)) (*actor.Props, error) 
 			return nil, fmt.Errorf("FastFailover: the backend %T cannot register checks (it does not implement actors.FailoverBackend)", backend)
 		}
 		base.failover = failover
+	}
+	if opts.Observer != nil {
+		listeners = append(listeners[:len(listeners):len(listeners)], opts.Observer.Event)
 	}
 	producer := func() actor.Actor { return &electionRoot{base: base, listeners: listeners} }
 	strategy := &restartStrategy{base: restartBase, max: restartMax, resetAfter: restartResetAfter, logger: logger}

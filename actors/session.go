@@ -130,10 +130,12 @@ func (s *sessionActor) create() {
 	s.gen++
 	gen, opts := s.gen, s.opts
 	s.work.run(func(ctx context.Context) any {
+		ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+		defer cancel()
 		spec := consul.SessionSpec{Name: "consul-elect " + opts.CandidateID, TTL: opts.SessionTTL, LockDelay: opts.LockDelay}
 		agent, err := s.backend.Agent(ctx)
 		if err != nil {
-			return &sessionCreated{gen: gen, err: err}
+			return &sessionCreated{gen: gen, sentAt: time.Now(), err: err}
 		}
 		spec.Node = agent.Node
 		if opts.Datacenter != "" && opts.Datacenter != agent.Datacenter {
@@ -189,6 +191,8 @@ func (s *sessionActor) created(c actor.Context, m *sessionCreated) {
 		return
 	}
 	if m.err != nil {
+		s.consulError("create session", m.err)
+		s.refreshed(m.sentAt, 0, m.err)
 		wait := s.retry.next()
 		if s.retry.failures() == 1 || !consul.Retryable(m.err) {
 			s.publish(messages.ElectionError{Op: "create session", Err: m.err, At: time.Now()})

@@ -14,6 +14,7 @@ import (
 
 	"github.com/excalibur/consul-elect/consul"
 	"github.com/excalibur/consul-elect/internal/devconsul"
+	"github.com/excalibur/consul-elect/internal/leakcheck"
 	"go.uber.org/goleak"
 )
 
@@ -31,7 +32,7 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	_ = a.Stop()
 	if code == 0 {
-		if err := goleak.Find(); err != nil {
+		if err := goleak.Find(leakcheck.Options()...); err != nil {
 			fmt.Fprintln(os.Stderr, "goroutines leaked:", err)
 			code = 1
 		}

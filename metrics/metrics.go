@@ -1,0 +1,154 @@
+// Package metrics exposes an election engine's state to Prometheus and a
+// /healthz handler. Register it on your registry and pass it as
+// Options.Observer:
+//
+//	m, err := metrics.New(prometheus.DefaultRegisterer, opts.SessionTTL)
+//	opts.Observer = m
+//	http.Handle("/healthz", m.Healthz())
+package metrics
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/excalibur/consul-elect/consul"
+	"github.com/excalibur/consul-elect/messages"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics implements actors.Observer.
+type Metrics struct {
+	ttl           time.Duration
+	isLeader      *prometheus.GaugeVec
+	transitions   *prometheus.CounterVec
+	renewLatency  prometheus.Histogram
+	renewFailures prometheus.Counter
+	consulErrors  *prometheus.CounterVec
+
+	mu       sync.Mutex
+	lastOK   time.Time // last successful renew (or session creation) sent
+	started  time.Time
+	lastFail error // the last failure, for Healthz's answer
+}
+
+// New registers the metrics on reg. ttl is the engine's SessionTTL: Healthz
+// fails once renewals have failed for longer than that.
+func New(reg prometheus.Registerer, ttl time.Duration) (*Metrics, error) {
+	m := &Metrics{
+		ttl:     ttl,
+		started: time.Now(),
+		isLeader: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "consul_elect_is_leader", Help: "1 while this candidate leads the resource, else 0.",
+		}, []string{"resource"}),
+		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "consul_elect_leadership_transitions_total",
+			Help: "Leadership acquired (reason \"acquired\") and lost (by reason), per resource.",
+		}, []string{"resource", "reason"}),
+		renewLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "consul_elect_session_renew_duration_seconds",
+			Help:    "Time a session renewal took, successful or not.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}),
+		renewFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "consul_elect_session_renew_failures_total", Help: "Session renewals that failed.",
+		}),
+		consulErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "consul_elect_consul_errors_total",
+			Help: "Consul requests that failed, by operation and kind (transient, permission_denied, session_gone, lock_held, lock_delay, conflict, rejected).",
+		}, []string{"op", "kind"}),
+	}
+	sinceRenew := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "consul_elect_seconds_since_last_renew",
+		Help: "Seconds since the last successful session renewal (or creation) was sent.",
+	}, func() float64 { return time.Since(m.lastRenew()).Seconds() })
+	for _, c := range []prometheus.Collector{m.isLeader, m.transitions, m.renewLatency, m.renewFailures, m.consulErrors, sinceRenew} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("registering consul-elect metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+// Event records leadership events.
+func (m *Metrics) Event(evt any) {
+	switch e := evt.(type) {
+	case messages.LeadershipAcquired:
+		m.isLeader.WithLabelValues(e.Resource).Set(1)
+		m.transitions.WithLabelValues(e.Resource, "acquired").Inc()
+	case messages.LeadershipLost:
+		m.isLeader.WithLabelValues(e.Resource).Set(0)
+		m.transitions.WithLabelValues(e.Resource, string(e.Reason)).Inc()
+	}
+}
+
+// Refreshed records a session renewal (or creation) sent at sentAt that
+// took took and failed with err (nil: succeeded).
+func (m *Metrics) Refreshed(sentAt time.Time, took time.Duration, err error) {
+	if took > 0 {
+		m.renewLatency.Observe(took.Seconds())
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err != nil {
+		m.renewFailures.Inc()
+		m.lastFail = err
+		return
+	}
+	if sentAt.After(m.lastOK) {
+		m.lastOK = sentAt
+	}
+}
+
+// ConsulError counts a failed Consul request.
+func (m *Metrics) ConsulError(op string, err error) {
+	m.consulErrors.WithLabelValues(op, Kind(err)).Inc()
+}
+
+func (m *Metrics) lastRenew() time.Time {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.lastOK.IsZero() {
+		return m.started
+	}
+	return m.lastOK
+}
+
+// Healthz answers 200 while renewals succeed, and 503 once no renewal (or
+// session creation) has succeeded for longer than the session TTL (the same idea as client-go's
+// leader-election healthz adaptor).
+func (m *Metrics) Healthz() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		m.mu.Lock()
+		lastFail := m.lastFail
+		m.mu.Unlock()
+		// A session is refreshed every TTL/2: a TTL without success means
+		// renewals (or creating a session) are failing or hanging.
+		since := time.Since(m.lastRenew())
+		if since > m.ttl {
+			http.Error(w, fmt.Sprintf("session renewals failing for %s (TTL %s): %v", since.Round(time.Millisecond), m.ttl, lastFail),
+				http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+}
+
+// Kind names the class of a Consul error for the errors metric.
+func Kind(err error) string {
+	for _, k := range []struct {
+		err  error
+		name string
+	}{
+		{consul.ErrPermissionDenied, "permission_denied"}, {consul.ErrSessionGone, "session_gone"},
+		{consul.ErrLockHeld, "lock_held"}, {consul.ErrLockDelay, "lock_delay"},
+		{consul.ErrConflict, "conflict"}, {consul.ErrRejected, "rejected"},
+	} {
+		if errors.Is(err, k.err) {
+			return k.name
+		}
+	}
+	return "transient"
+}

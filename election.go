@@ -33,7 +33,9 @@ type Election struct {
 	system *actor.ActorSystem
 	root   *actor.PID
 	events *eventQueue
-	// closeClient closes the Consul client Start made.
+	// client talks to Consul for guarded writes (nil with another Backend);
+	// closeClient closes it if Start made it.
+	client      *consul.Client
 	closeClient func()
 
 	mu       sync.Mutex
@@ -47,6 +49,7 @@ type Election struct {
 // Leadership is one term of leadership of a resource.
 type Leadership struct {
 	Resource     string
+	Key          string // the lock key, <KeyPrefix>/<Resource>
 	Session      string
 	FencingToken uint64
 	// Context is cancelled the moment the leadership is lost, before the
@@ -71,11 +74,13 @@ func Start(ctx context.Context, opts Options) (*Election, error) {
 		}
 		opts.Backend, closeClient = client, client.Close
 	}
+	client, _ := opts.Backend.(*consul.Client)
 	if _, err := opts.Backend.Agent(ctx); err != nil {
 		closeClient()
 		return nil, fmt.Errorf("consul-elect: cannot reach Consul: %w", err)
 	}
 	e := &Election{
+		client:      client,
 		closeClient: closeClient,
 		events:      newEventQueue(),
 		leading:     map[string]*Leadership{},
@@ -107,7 +112,8 @@ func (e *Election) listen(evt any) {
 		if old := e.leading[m.Resource]; old != nil {
 			old.cancel()
 		}
-		e.leading[m.Resource] = &Leadership{Resource: m.Resource, Session: m.Session, FencingToken: m.FencingToken, Context: ctx, cancel: cancel}
+		e.leading[m.Resource] = &Leadership{Resource: m.Resource, Key: m.Key, Session: m.Session, FencingToken: m.FencingToken,
+			Context: ctx, cancel: cancel}
 		e.wakeLocked(m.Resource)
 		e.mu.Unlock()
 	case messages.LeadershipLost:
@@ -139,12 +145,36 @@ func (e *Election) Campaign(resource string, metadata map[string]string) error {
 }
 
 // Resign gives up leadership of resource, if held, and does not campaign
-// again for holdOff, so another candidate can take over.
+// again for holdOff, so another candidate can take over. It returns once this
+// candidate no longer leads (the Leadership's Context is done), so a following
+// AwaitLeadership waits for a new term.
 func (e *Election) Resign(resource string, holdOff time.Duration) error {
 	if holdOff < 0 {
 		return fmt.Errorf("holdOff is %s; it must not be negative", holdOff)
 	}
-	return e.send(&messages.Resign{Resource: resource, HoldOff: holdOff})
+	lead, leading := e.Leader(resource)
+	if err := e.send(&messages.Resign{Resource: resource, HoldOff: holdOff}); err != nil || !leading {
+		return err
+	}
+	select {
+	case <-lead.Context.Done():
+		return nil
+	case <-e.stopped:
+		return nil
+	case <-time.After(requestTimeout):
+		return fmt.Errorf("consul-elect: resigning %s: the engine did not answer within %s", resource, requestTimeout)
+	}
+}
+
+// GuardedPut writes key=value in Consul KV only while lead still holds its
+// lock (one transaction checking the lock's session and fencing token): a
+// leader that lost the lock without knowing it yet gets consul.ErrLockLost
+// instead of a stale write.
+func (e *Election) GuardedPut(ctx context.Context, lead *Leadership, key string, value []byte) error {
+	if e.client == nil {
+		return errors.New("consul-elect: GuardedPut needs the Consul backend (Options.Backend is another one)")
+	}
+	return e.client.GuardedPut(ctx, consul.Fence{Key: lead.Key, Session: lead.Session, Token: lead.FencingToken}, key, value)
 }
 
 // Withdraw stops campaigning for resource, releasing it if held.

@@ -71,6 +71,8 @@ func (w *keyWatcher) Receive(c actor.Context) {
 		if m.ID == w.session {
 			w.session = ""
 		}
+	case *messages.Holding:
+		w.expect(c, m)
 	case *relist:
 		w.list()
 	case *listed:
@@ -124,7 +126,7 @@ func (w *keyWatcher) listed(c actor.Context, m *listed) {
 	w.synced = true
 	w.retry.reset()
 	w.index = m.index
-	changed, lostOurs := w.diff(m.entries)
+	changed, lostOurs := w.diff(m.entries, m.index)
 	if len(changed) == 0 && !first {
 		w.list()
 		return
@@ -160,7 +162,7 @@ func (w *keyWatcher) listed(c actor.Context, m *listed) {
 
 // diff updates the snapshot and returns the entries that changed (deleted
 // keys with Exists false) and whether a key held by our session lost it.
-func (w *keyWatcher) diff(list []consul.Entry) (changed []messages.KeyEntry, lostOurs bool) {
+func (w *keyWatcher) diff(list []consul.Entry, observed uint64) (changed []messages.KeyEntry, lostOurs bool) {
 	seen := make(map[string]consul.Entry, len(list))
 	for _, e := range list {
 		if !isLockKey(w.prefix, e.Key) {
@@ -172,6 +174,7 @@ func (w *keyWatcher) diff(list []consul.Entry) (changed []messages.KeyEntry, los
 			continue
 		}
 		entry := w.decode(e)
+		entry.Observed = observed
 		if e.Session == "" && existed && old.Session != "" {
 			// Freed: the lock-delay that may apply is the last holder's.
 			entry.HolderLockDelay = w.holderLockDelay(old.Session)
@@ -183,7 +186,7 @@ func (w *keyWatcher) diff(list []consul.Entry) (changed []messages.KeyEntry, los
 	}
 	for key, old := range w.entries {
 		if _, ok := seen[key]; !ok {
-			changed = append(changed, messages.KeyEntry{Key: key, HolderLockDelay: w.holderLockDelay(old.Session)})
+			changed = append(changed, messages.KeyEntry{Key: key, Observed: observed, HolderLockDelay: w.holderLockDelay(old.Session)})
 			if old.Session != "" && old.Session == w.session {
 				lostOurs = true
 			}
@@ -192,6 +195,25 @@ func (w *keyWatcher) diff(list []consul.Entry) (changed []messages.KeyEntry, los
 	w.entries = seen
 	w.forgetSessions()
 	return changed, lostOurs
+}
+
+// expect takes in a lock's acquisition. If the last listing is older than
+// it, the acquired entry stands in for the key until the next listing, so
+// that a deletion or a takeover before that listing shows as a change. If the
+// listing is newer, it already tells what became of the key: say it again.
+func (w *keyWatcher) expect(c actor.Context, m *messages.Holding) {
+	if w.index < m.Token || !w.synced {
+		if old, ok := w.entries[m.Key]; !ok || old.ModifyIndex < m.Token {
+			w.entries[m.Key] = consul.Entry{Key: m.Key, Session: m.Session, Flags: consul.KeyFlags, ModifyIndex: m.Token}
+		}
+		return
+	}
+	entry := messages.KeyEntry{Key: m.Key, Observed: w.index, HolderLockDelay: -1}
+	if e, ok := w.entries[m.Key]; ok {
+		entry = w.decode(e)
+		entry.Observed = w.index
+	}
+	c.Send(c.Parent(), &messages.KeysChanged{Entries: []messages.KeyEntry{entry}})
 }
 
 // decode turns a Consul entry into a KeyEntry, asking for the holder

@@ -35,6 +35,7 @@ type lockActor struct {
 	token     uint64 // fencing token of the current leadership
 	value     []byte // written with the current leadership
 
+	releasing    bool // a release is in flight: acquiring now would race it
 	holdOffUntil time.Time
 	retryAt      *time.Timer
 	delayRetry   backoff
@@ -52,6 +53,7 @@ type (
 	}
 	retryAcquire struct{}
 	released     struct{}
+	releaseDone  struct{ then any }
 )
 
 // lockFailure is the panic that makes the supervisor restart a lock actor
@@ -77,6 +79,9 @@ func (l *lockActor) Receive(c actor.Context) {
 			l.stepDown(m.Reason, m.Err)
 		}
 	case *messages.KeyState:
+		if l.leading && m.Entry.Observed < l.token {
+			return // read before our acquisition: it says nothing about it
+		}
 		l.observe(m.Entry)
 		l.consider()
 	case *acquired:
@@ -107,8 +112,12 @@ func (l *lockActor) Receive(c actor.Context) {
 		l.withdraw(messages.ReasonResigned)
 	case *messages.Stop:
 		l.withdraw(messages.ReasonStopped)
-	case *released:
-		c.Send(c.Parent(), &messages.Released{Resource: l.resource})
+	case *releaseDone:
+		l.releasing = false
+		if _, ok := m.then.(*released); ok {
+			c.Send(c.Parent(), &messages.Released{Resource: l.resource})
+		}
+		l.consider()
 	case *actor.Stopping:
 		l.work.stop()
 		l.stepDown(messages.ReasonStopped, nil)
@@ -139,7 +148,7 @@ func (l *lockActor) observe(e messages.KeyEntry) {
 	if !e.Foreign {
 		l.conflict = false
 	}
-	l.reportLeader(messages.LeaderChanged{Resource: l.resource, LeaderID: e.HolderID, Node: e.Node,
+	l.reportLeader(messages.LeaderChanged{Resource: l.resource, CandidateID: l.opts.CandidateID, LeaderID: e.HolderID, Node: e.Node,
 		Session: e.Session, FencingToken: e.ModifyIndex, Since: e.Since})
 }
 
@@ -147,7 +156,7 @@ func (l *lockActor) observe(e messages.KeyEntry) {
 // one reported.
 func (l *lockActor) reportLeader(now messages.LeaderChanged) {
 	if now.Session == "" {
-		now = messages.LeaderChanged{Resource: l.resource}
+		now = messages.LeaderChanged{Resource: l.resource, CandidateID: l.opts.CandidateID}
 	}
 	if now.Session == l.lastLeader.Session && now.LeaderID == l.lastLeader.LeaderID {
 		return
@@ -160,7 +169,7 @@ func (l *lockActor) reportLeader(now messages.LeaderChanged) {
 // is known and free (or held by our own session), and nothing holds us back.
 func (l *lockActor) consider() {
 	switch {
-	case l.withdrawing != nil, l.leading, l.acquiring, l.session.ID == "", !l.known, l.retryAt != nil:
+	case l.withdrawing != nil, l.leading, l.acquiring, l.releasing, l.session.ID == "", !l.known, l.retryAt != nil:
 		return
 	case l.entry.Foreign:
 		if !l.conflict {
@@ -206,12 +215,13 @@ func (l *lockActor) acquired(c actor.Context, m *acquired) {
 	case m.err == nil:
 		l.leading, l.token = true, m.entry.ModifyIndex
 		l.delayRetry.reset()
+		c.Send(c.Parent(), &messages.Holding{Key: l.key, Session: l.session.ID, Token: l.token})
 		l.logger.Info("leadership acquired", zap.String("resource", l.resource),
 			zap.String("session", l.session.ID), zap.Uint64("fencing_token", l.token))
 		l.publish(messages.LeadershipAcquired{Resource: l.resource, Key: l.key, CandidateID: l.opts.CandidateID,
 			Session: l.session.ID, FencingToken: l.token, LockIndex: m.entry.LockIndex, At: time.Now()})
 		v, _ := consul.DecodeValue(l.value)
-		l.reportLeader(messages.LeaderChanged{Resource: l.resource, LeaderID: l.opts.CandidateID, Node: l.session.Node,
+		l.reportLeader(messages.LeaderChanged{Resource: l.resource, CandidateID: l.opts.CandidateID, LeaderID: l.opts.CandidateID, Node: l.session.Node,
 			Session: l.session.ID, FencingToken: l.token, Since: v.AcquiredAt})
 	case errors.Is(m.err, consul.ErrLockHeld):
 		// Someone was faster; the key watcher shows who.
@@ -256,9 +266,12 @@ func (l *lockActor) stepDown(reason messages.Reason, err error) {
 	}
 }
 
-// release unlocks the key for session in a goroutine, then sends done.
-func (l *lockActor) release(session string, done any) {
+// release unlocks the key for session in a goroutine, then reports
+// releaseDone (carrying then). No acquire starts meanwhile: with one session
+// for every term, a late release would unlock the next term's key.
+func (l *lockActor) release(session string, then any) {
 	value := l.value
+	l.releasing = true
 	l.work.run(func(ctx context.Context) any {
 		ctx, cancel := context.WithTimeout(ctx, destroyTimeout)
 		defer cancel()
@@ -266,7 +279,7 @@ func (l *lockActor) release(session string, done any) {
 			l.logger.Warn("could not release the key; it is released when the session ends",
 				zap.String("key", l.key), zap.Error(err))
 		}
-		return done
+		return &releaseDone{then: then}
 	})
 }
 
@@ -288,5 +301,5 @@ func (l *lockActor) withdraw(reason messages.Reason) {
 		l.release(l.session.ID, &released{})
 		return
 	}
-	l.work.run(func(context.Context) any { return &released{} })
+	l.work.run(func(context.Context) any { return &releaseDone{then: &released{}} })
 }

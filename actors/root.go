@@ -24,7 +24,14 @@ type engine struct {
 	closeBackend func()
 }
 
-func (e *engine) publish(evt any) { e.bus.publish(evt) }
+// publish hands evt to the bus, naming this candidate in an error.
+func (e *engine) publish(evt any) {
+	if failure, ok := evt.(messages.ElectionError); ok && failure.CandidateID == "" {
+		failure.CandidateID = e.opts.CandidateID
+		evt = failure
+	}
+	e.bus.publish(evt)
+}
 
 // consulError tells the observer, if any, of a failed Consul request.
 func (e *engine) consulError(op string, err error) {
@@ -59,9 +66,18 @@ func blockingTimeout(wait time.Duration) time.Duration { return wait + wait/16 +
 // NewProps validates opts and returns the Props of an election root: spawn it
 // in your actor system (or as a child of your own actor) and it campaigns for
 // opts.Resources and for every resource sent to it in a messages.Campaign.
-// Events are published on the actor system's EventStream; listeners, if any,
-// are also called with every event, synchronously on an actor's goroutine, so
-// they must return at once.
+//
+// Events are published on the actor system's EventStream, from a goroutine of
+// the engine's own (so a slow subscriber never delays a step-down); every
+// event names the candidate, so several engines can share one system.
+// listeners, if any, are also called with every event, synchronously on an
+// actor's goroutine, so they must return at once.
+//
+// To stop gracefully, Request messages.Stop and wait for messages.Stopped:
+// leaders release their keys (a standby takes over at once) and the session
+// is destroyed. Stopping the root otherwise (poison, a parent's stop or
+// restart) destroys the session without releasing first, so lock-delay
+// applies before another candidate can lead.
 func NewProps(opts Options, listeners ...func(event any)) (*actor.Props, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
@@ -173,6 +189,8 @@ func (r *electionRoot) Receive(c actor.Context) {
 		}
 	case *messages.KeysChanged:
 		r.keysChanged(c, m)
+	case *messages.Holding:
+		c.Send(r.keys, m)
 	case *messages.Stop:
 		r.stop(c)
 	case *messages.Released:

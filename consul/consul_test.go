@@ -139,24 +139,38 @@ func TestLockDelayAndSessionErrorsAreClassified(t *testing.T) {
 	}
 }
 
-func TestGuardedPutWritesOnlyWhileTheLockIsHeld(t *testing.T) {
+func TestGuardedPutWritesOnlyForTheLeadershipThatHoldsTheLock(t *testing.T) {
 	client := newClient(t, nil)
 	ctx := context.Background()
 	id := session(t, client, 0)
-	if _, err := client.Acquire(ctx, "guard/lock", id, nil); err != nil {
+	first, err := client.Acquire(ctx, "guard/lock", id, nil)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := client.GuardedPut(ctx, "guard/lock", id, "guard/data", []byte("one")); err != nil {
+	term1 := consul.Fence{Key: "guard/lock", Session: id, Token: first.ModifyIndex}
+	if err := client.GuardedPut(ctx, term1, "guard/data", []byte("one")); err != nil {
 		t.Fatal(err)
 	}
 	if err := client.Release(ctx, "guard/lock", id, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := client.GuardedPut(ctx, "guard/lock", id, "guard/data", []byte("two")); !errors.Is(err, consul.ErrSessionGone) {
-		t.Fatalf("guarded write after release: %v; want ErrSessionGone", err)
+	if err := client.GuardedPut(ctx, term1, "guard/data", []byte("two")); !errors.Is(err, consul.ErrLockLost) {
+		t.Fatalf("guarded write after release: %v; want ErrLockLost", err)
 	}
-	if e, _, _ := client.Get(ctx, "guard/data"); string(e.Value) != "one" {
-		t.Fatalf("data is %q; the refused write must not land", e.Value)
+	// The same session leads again: a write of the first term is still stale.
+	second, err := client.Acquire(ctx, "guard/lock", id, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := client.GuardedPut(ctx, term1, "guard/data", []byte("three")); !errors.Is(err, consul.ErrLockLost) {
+		t.Fatalf("guarded write of an earlier term: %v; want ErrLockLost", err)
+	}
+	term2 := consul.Fence{Key: "guard/lock", Session: id, Token: second.ModifyIndex}
+	if err := client.GuardedPut(ctx, term2, "guard/data", []byte("four")); err != nil {
+		t.Fatalf("guarded write of the current term: %v", err)
+	}
+	if e, _, _ := client.Get(ctx, "guard/data"); string(e.Value) != "four" {
+		t.Fatalf("data is %q; only the accepted writes may land", e.Value)
 	}
 }
 

@@ -17,6 +17,9 @@ var (
 	ErrSessionGone = errors.New("session not found")
 	// ErrLockHeld: another session holds the key.
 	ErrLockHeld = errors.New("lock is held by another session")
+	// ErrLockLost: a guarded write was refused because the leadership it
+	// names no longer holds the lock.
+	ErrLockLost = errors.New("the lock is no longer held by this leadership")
 	// ErrLockDelay: the key was held by a session that was invalidated less
 	// than its lock-delay ago; Consul refuses to lock it until then.
 	ErrLockDelay = errors.New("key is in lock-delay")
@@ -60,6 +63,7 @@ func Retryable(err error) bool {
 		!errors.Is(err, ErrPermissionDenied) &&
 		!errors.Is(err, ErrRejected) &&
 		!errors.Is(err, ErrConflict) &&
+		!errors.Is(err, ErrLockLost) &&
 		!errors.Is(err, context.Canceled)
 }
 

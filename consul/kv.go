@@ -112,18 +112,33 @@ func (c *Client) Put(ctx context.Context, key string, value []byte, flags uint64
 	return wrap("write "+key, err)
 }
 
-// GuardedPut writes key=value only if lockKey is still held by session, in
-// one transaction (`check-session` on the lock key, then `set`). It is how a
-// leader fences its own writes to Consul KV: a leader that lost the lock
-// without knowing it yet gets ErrSessionGone instead of a stale write.
-func (c *Client) GuardedPut(ctx context.Context, lockKey, session, key string, value []byte) error {
-	ops := api.TxnOps{
-		{KV: &api.KVTxnOp{Verb: api.KVCheckSession, Key: lockKey, Session: session}},
-		{KV: &api.KVTxnOp{Verb: api.KVSet, Key: key, Value: value}},
+// Fence identifies one leadership of a lock key: the key, the session that
+// holds it and the fencing token of the acquisition (LeadershipAcquired
+// carries all three).
+type Fence struct {
+	Key     string
+	Session string
+	Token   uint64
+}
+
+// GuardedPut writes key=value only if the leadership fence describes still
+// holds its lock, in one transaction: `check-session` on the lock key, then
+// `check-index` against the fencing token (the lock key is not written while
+// held, so its ModifyIndex is the token for the whole leadership), then `set`.
+// It is how a leader fences its own writes to Consul KV: one that lost the
+// lock without knowing it yet, or whose leadership was followed by another on
+// the same session, gets ErrLockLost instead of a stale write. A zero Token
+// checks the session only.
+func (c *Client) GuardedPut(ctx context.Context, fence Fence, key string, value []byte) error {
+	ops := api.TxnOps{{KV: &api.KVTxnOp{Verb: api.KVCheckSession, Key: fence.Key, Session: fence.Session}}}
+	if fence.Token != 0 {
+		ops = append(ops, &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVCheckIndex, Key: fence.Key, Index: fence.Token}})
 	}
+	ops = append(ops, &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVSet, Key: key, Value: value}})
 	_, err := c.txn(ctx, "guarded write "+key, ops)
 	if isNotHeld(err) {
-		return &Error{Op: "guarded write " + key, Kind: ErrSessionGone, Err: fmt.Errorf("%s is not held by session %s", lockKey, session)}
+		return &Error{Op: "guarded write " + key, Kind: ErrLockLost,
+			Err: fmt.Errorf("%s is no longer held by session %s with token %d", fence.Key, fence.Session, fence.Token)}
 	}
 	return err
 }
@@ -136,6 +151,7 @@ func isNotHeld(err error) bool {
 	}
 	msg := err.Error()
 	return strings.Contains(msg, "failed session check") || // check-session
+		strings.Contains(msg, "failed index check") || // check-index
 		strings.Contains(msg, "doesn't exist") || // the key is gone
 		strings.Contains(msg, "failed to unlock") // unlock of a key the session does not hold
 }

@@ -71,7 +71,10 @@ type LeadershipLost struct {
 // of Resource's key changes, to leaders and followers alike. LeaderID is
 // empty while nobody leads.
 type LeaderChanged struct {
-	Resource     string
+	Resource string
+	// CandidateID is the observing candidate (this engine), so that several
+	// engines can share one EventStream.
+	CandidateID  string
 	LeaderID     string
 	Node         string
 	Session      string
@@ -84,8 +87,9 @@ type LeaderChanged struct {
 // foreign key at the lock's path, Consul unreachable). Resource is empty for
 // errors of the shared session.
 type ElectionError struct {
-	Resource string
-	Op       string // what was attempted: "create session", "renew session", "acquire", …
-	Err      error
-	At       time.Time
+	Resource    string
+	CandidateID string // the candidate (engine) that met the error
+	Op          string // what was attempted: "create session", "renew session", "acquire", …
+	Err         error
+	At          time.Time
 }

@@ -48,7 +48,11 @@ type Renewed struct {
 
 // KeyEntry is the observed state of one lock key, decoded.
 type KeyEntry struct {
-	Key         string
+	Key string
+	// Observed is the index (X-Consul-Index) of the listing this entry comes
+	// from: an entry observed before a leadership's acquiring write
+	// (Observed < its fencing token) says nothing about that leadership.
+	Observed    uint64
 	Exists      bool
 	Session     string // holder session; empty when free
 	Flags       uint64
@@ -89,6 +93,16 @@ type KeyState struct {
 // sent with Request, so that the root knows whom to answer.
 type ChildStarted struct {
 	Resource string
+}
+
+// Holding is sent by lock[resource] to the root, and by the root to the key
+// watcher, when the lock acquired its key at index Token. A key deleted
+// before the watcher's next read never shows in a listing; told of the
+// acquisition, the watcher reports the key's next state even then.
+type Holding struct {
+	Key     string
+	Session string
+	Token   uint64
 }
 
 // Released is sent by lock[resource] to the root when, while stopping or

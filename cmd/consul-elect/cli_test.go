@@ -1,0 +1,95 @@
+//go:build linux
+
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestBadCommandLinesExitWithCode2NamingTheProblem(t *testing.T) {
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte("secret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want []string // each in the one-line error
+	}{
+		{[]string{}, []string{"Usage"}},
+		{[]string{"elect"}, []string{`unknown command "elect"`}},
+		{[]string{"run", "--", "true"}, []string{"--resource is required"}},
+		{[]string{"run", "--resource", "r"}, []string{"COMMAND is missing"}},
+		{[]string{"run", "--resource", "r", "--", "/no/such/command"}, []string{`COMMAND "/no/such/command"`}},
+		{[]string{"run", "--resource", "r", "--ttl", "soon", "--", "true"}, []string{"--ttl"}},
+		{[]string{"run", "--resource", "r", "--ttl", "500ms", "--", "true"}, []string{"--ttl 500ms", "between 1s and 24h0m0s"}},
+		{[]string{"run", "--resource", "r", "--ttl", "10s", "--kill-grace", "5s", "--", "true"},
+			[]string{"--ttl 10s is too short for --kill-grace 5s", "raise --ttl above 12.5s or lower --kill-grace below 4s"}},
+		{[]string{"run", "--resource", "r", "--lock-delay", "2m", "--", "true"}, []string{"--lock-delay 2m0s"}},
+		{[]string{"run", "--resource", "r", "--kill-grace", "-1s", "--", "true"}, []string{"--kill-grace -1s"}},
+		{[]string{"run", "--resource", "r", "--metrics-addr", "9100", "--", "true"}, []string{"--metrics-addr"}},
+		{[]string{"run", "--resource", "r", "--no-such-flag", "--", "true"}, []string{"--no-such-flag"}},
+		{[]string{"status", "--resource", "a/b"}, []string{"--resource", `'/'`}},
+		{[]string{"status", "--resource", "r", "--prefix", "/abs"}, []string{"--prefix"}},
+		{[]string{"status", "--resource", "r", "--address", "ftp://consul:8500"}, []string{"--address", "ftp"}},
+		{[]string{"status", "--resource", "r", "--token", "t", "--token-file", tokenFile}, []string{"--token and --token-file"}},
+		{[]string{"status", "--resource", "r", "--token-file", "/no/such/file"}, []string{"--token-file"}},
+		{[]string{"watch", "--resource", "r", "--log-format", "xml"}, []string{`--log-format "xml"`}},
+		{[]string{"watch", "--resource", "r", "--log-level", "loud"}, []string{`--log-level "loud"`}},
+		{[]string{"release"}, []string{"--resource is required"}},
+		{[]string{"status", "--resource", "r", "extra"}, []string{`unexpected argument "extra"`}},
+		{[]string{"demo", "--log-format", "xml"}, []string{"--log-format"}},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			code, stdout, stderr := consulElect(t, "", tc.args...)
+			if code != exitUsage {
+				t.Fatalf("exit code %d, want %d; stdout %q, stderr %q", code, exitUsage, stdout, stderr)
+			}
+			if len(tc.args) > 0 && strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+				t.Fatalf("want a one-line error, got %q", stderr)
+			}
+			for _, want := range tc.want {
+				if !strings.Contains(stderr, want) {
+					t.Fatalf("stderr %q does not say %q", stderr, want)
+				}
+			}
+		})
+	}
+}
+
+func TestUnreachableConsulIsARuntimeError(t *testing.T) {
+	unused := "http://" + freeAddress(t)
+	for _, args := range [][]string{
+		{"run", "--address", unused, "--resource", "r", "--", "true"},
+		{"status", "--address", unused, "--resource", "r"},
+		{"watch", "--address", unused, "--resource", "r"},
+		{"release", "--address", unused, "--resource", "r", "--yes"},
+	} {
+		code, _, stderr := consulElect(t, "", args...)
+		if code != exitRuntime || !strings.Contains(stderr, unused) || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+			t.Errorf("consul-elect %s: exit %d, stderr %q; want 1 and one line naming %s", args[0], code, stderr, unused)
+		}
+	}
+}
+
+func TestHelpAndVersion(t *testing.T) {
+	for _, command := range []string{"run", "status", "watch", "release", "demo", "version"} {
+		code, stdout, stderr := consulElect(t, "", command, "--help")
+		if code != 0 || !strings.Contains(stdout, "Usage: consul-elect "+command) {
+			t.Errorf("%s --help: exit %d, stdout %q, stderr %q", command, code, stdout, stderr)
+		}
+	}
+	_, help, _ := consulElect(t, "", "run", "--help")
+	for _, flag := range []string{"--address", "--token", "--token-file", "--datacenter", "--prefix", "--resource",
+		"--log-level", "--log-format", "--id", "--ttl", "--lock-delay", "--health-check", "--kill-grace", "--metrics-addr"} {
+		if !strings.Contains(help, "  "+flag+" ") && !strings.Contains(help, "  "+flag+"\n") {
+			t.Errorf("run --help does not list %s:\n%s", flag, help)
+		}
+	}
+	code, stdout, _ := consulElect(t, "", "version")
+	if code != 0 || !strings.HasPrefix(stdout, "consul-elect ") {
+		t.Errorf("version: exit %d, %q", code, stdout)
+	}
+}

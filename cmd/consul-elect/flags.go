@@ -1,0 +1,193 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/excalibur/consul-elect/actors"
+	"github.com/excalibur/consul-elect/consul"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// defaultAddress is where Consul is looked for when neither --address nor
+// CONSUL_HTTP_ADDR says.
+const defaultAddress = "http://localhost:8500"
+
+// commonFlags are the flags of run, status, watch and release.
+type commonFlags struct {
+	address    string
+	token      string
+	tokenFile  string
+	datacenter string
+	prefix     string
+	resource   string
+	logFlags
+}
+
+// logFlags are the logging flags, which demo has too.
+type logFlags struct {
+	logLevel  string
+	logFormat string
+}
+
+func (c *commonFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.address, "address", "", "Consul's HTTP address: host:port, http://host:port, https://host:port or unix:///path (default $CONSUL_HTTP_ADDR, else "+defaultAddress+")")
+	fs.StringVar(&c.token, "token", "", "ACL token (default $CONSUL_HTTP_TOKEN); prefer --token-file: a flag shows in ps")
+	fs.StringVar(&c.tokenFile, "token-file", "", "file holding the ACL token (default $CONSUL_HTTP_TOKEN_FILE)")
+	fs.StringVar(&c.datacenter, "datacenter", "", "datacenter to elect in (default the agent's own)")
+	fs.StringVar(&c.prefix, "prefix", actors.DefaultKeyPrefix, "key prefix: the lock key is <prefix>/<resource>")
+	fs.StringVar(&c.resource, "resource", "", "name of the resource to elect a leader for (required)")
+	c.logFlags.register(fs, "info")
+}
+
+func (l *logFlags) register(fs *flag.FlagSet, defaultLevel string) {
+	fs.StringVar(&l.logLevel, "log-level", defaultLevel, "debug, info, warn or error; logs go to stderr")
+	fs.StringVar(&l.logFormat, "log-format", "console", "json or console")
+}
+
+// validate checks the flags before anything talks to Consul; each problem
+// names its flag.
+func (c *commonFlags) validate() error {
+	var errs []error
+	switch {
+	case c.resource == "":
+		errs = append(errs, errors.New("--resource is required"))
+	default:
+		if err := actors.ValidateResource(c.resource); err != nil {
+			errs = append(errs, fmt.Errorf("--resource: %v", err))
+		}
+	}
+	if err := actors.ValidatePrefix(c.prefix); err != nil {
+		errs = append(errs, fmt.Errorf("--prefix: %v", err))
+	}
+	if err := consul.ValidateAddress(c.address); err != nil {
+		errs = append(errs, fmt.Errorf("--address: %v", err))
+	}
+	if c.token != "" && c.tokenFile != "" {
+		errs = append(errs, errors.New("--token and --token-file are both set; set one (prefer --token-file)"))
+	}
+	if c.tokenFile != "" {
+		if _, err := os.ReadFile(c.tokenFile); err != nil {
+			errs = append(errs, fmt.Errorf("--token-file: %v", err))
+		}
+	}
+	if err := c.logFlags.validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return joinUsage(errs)
+}
+
+func (l *logFlags) validate() error {
+	var errs []error
+	if _, err := zapcore.ParseLevel(l.logLevel); err != nil || l.logLevel == "" {
+		errs = append(errs, fmt.Errorf("--log-level %q: use debug, info, warn or error", l.logLevel))
+	}
+	if l.logFormat != "json" && l.logFormat != "console" {
+		errs = append(errs, fmt.Errorf("--log-format %q: use json or console", l.logFormat))
+	}
+	return joinUsage(errs)
+}
+
+// joinUsage turns flag problems into one usage error, or nil.
+func joinUsage(errs []error) error {
+	if len(errs) == 0 {
+		return nil
+	}
+	msgs := make([]string, len(errs))
+	for i, err := range errs {
+		msgs[i] = err.Error()
+	}
+	return &usageError{msg: strings.Join(msgs, "; ")}
+}
+
+// key is the lock key of the resource.
+func (c *commonFlags) key() string { return c.prefix + "/" + c.resource }
+
+// consulConfig says how to reach Consul. Empty fields fall back to the
+// CONSUL_* variables in package consul, as the Consul CLI does.
+func (c *commonFlags) consulConfig() consul.Config {
+	address := c.address
+	// consul.NewClient reads the scheme from the address only, so a bare
+	// host:port would go out as plain HTTP even with CONSUL_HTTP_SSL=true.
+	if address != "" && !strings.Contains(address, "://") && envTrue("CONSUL_HTTP_SSL") {
+		address = "https://" + address
+	}
+	return consul.Config{Address: address, Datacenter: c.datacenter, Token: c.token, TokenFile: c.tokenFile}
+}
+
+// consulAddress is the address in effect, for messages.
+func (c *commonFlags) consulAddress() string {
+	if c.address != "" {
+		return c.address
+	}
+	if env := os.Getenv("CONSUL_HTTP_ADDR"); env != "" {
+		return env
+	}
+	return defaultAddress
+}
+
+func envTrue(name string) bool {
+	v, err := strconv.ParseBool(os.Getenv(name))
+	return err == nil && v
+}
+
+// newLogger returns a zap logger writing to w at the flags' level and format.
+func (l *logFlags) newLogger(w io.Writer) *zap.Logger {
+	level, _ := zapcore.ParseLevel(l.logLevel) // validated
+	config := zap.NewProductionEncoderConfig()
+	config.EncodeTime = zapcore.ISO8601TimeEncoder
+	var encoder zapcore.Encoder
+	if l.logFormat == "json" {
+		encoder = zapcore.NewJSONEncoder(config)
+	} else {
+		config.EncodeLevel = zapcore.CapitalLevelEncoder
+		encoder = zapcore.NewConsoleEncoder(config)
+	}
+	return zap.New(zapcore.NewCore(encoder, zapcore.AddSync(w), level))
+}
+
+// newFlagSet returns the flag set of a subcommand. Its errors are returned,
+// not printed: parseFlags turns them into usage errors.
+func newFlagSet(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet("consul-elect "+name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return fs
+}
+
+// parseFlags parses args. --help prints the usage to stdout and ends the
+// command with exit code 0.
+func parseFlags(env *cli, fs *flag.FlagSet, synopsis string, args []string) error {
+	err := fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintf(env.stdout, "Usage: %s\n\nFlags:\n", synopsis)
+		printFlags(env.stdout, fs)
+		return &exitCodeError{code: exitOK}
+	}
+	if err != nil {
+		// The flag package names flags with one dash; users type two.
+		msg := strings.NewReplacer("flag -", "flag --", "defined: -", "defined: --").Replace(err.Error())
+		return &usageError{msg: msg}
+	}
+	return nil
+}
+
+// printFlags lists flags with the double dash this tool documents.
+func printFlags(w io.Writer, fs *flag.FlagSet) {
+	fs.VisitAll(func(f *flag.Flag) {
+		kind, usage := flag.UnquoteUsage(f)
+		line := "  --" + f.Name
+		if kind != "" {
+			line += " " + kind
+		}
+		if f.DefValue != "" && f.DefValue != "false" && !strings.Contains(usage, "(default") {
+			usage += fmt.Sprintf(" (default %s)", f.DefValue)
+		}
+		fmt.Fprintf(w, "%s\n        %s\n", line, usage)
+	})
+}

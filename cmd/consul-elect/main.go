@@ -1,0 +1,148 @@
+// Command consul-elect is leader election on HashiCorp Consul for operators:
+// run a command only while leader, see and watch who leads, release a stuck
+// lock, or try it all on a local agent with `consul-elect demo`.
+//
+//	consul-elect run --resource orders -- ./process-orders
+//	consul-elect status --resource orders --json
+//
+// `run` campaigns for <prefix>/<resource> and runs COMMAND while, and only
+// while, it leads. The command gets CONSUL_ELECT_RESOURCE, CONSUL_ELECT_ID,
+// CONSUL_ELECT_SESSION, CONSUL_ELECT_KEY and CONSUL_ELECT_FENCING_TOKEN; its
+// stdin is /dev/null, its stdout and stderr are consul-elect's. When the
+// leadership ends, the command gets SIGTERM and, --kill-grace later, SIGKILL,
+// early enough to be gone before Consul could let another candidate in. On
+// Linux no process of the command's tree outlives consul-elect, even when
+// consul-elect is killed with SIGKILL (see shim_linux.go); elsewhere, run it
+// under a service manager that stops the whole service.
+//
+// Exit codes: 0 success, 1 a runtime error (Consul unreachable, a denied
+// token), 2 a usage error (bad flags); `run` exits with its command's code
+// when the command ends on its own.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+)
+
+const (
+	exitOK      = 0
+	exitRuntime = 1
+	exitUsage   = 2
+)
+
+// command is one subcommand. Its function parses args itself, so that every
+// subcommand has its own flags and --help.
+type command struct {
+	name    string
+	summary string
+	run     func(env *cli, args []string) error
+}
+
+var commands = []command{
+	{"run", "campaign for a resource and run a command while (and only while) leader", runCommand},
+	{"status", "print who leads a resource now", statusCommand},
+	{"watch", "print every change of a resource's leader until interrupted", watchCommand},
+	{"release", "release a resource's lock on behalf of its holder (operator intervention)", releaseCommand},
+	{"demo", "start a local Consul agent and show three candidates failing over", demoCommand},
+	{"version", "print the version", versionCommand},
+}
+
+// cli is what a subcommand talks to: the standard streams, injectable so
+// that the same code serves the binary and its tests.
+type cli struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+}
+
+// usageError is a mistake in the command line: exit 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error {
+	return &usageError{msg: fmt.Sprintf(format, args...)}
+}
+
+// exitCodeError ends consul-elect with code, saying nothing more: `run`
+// passes on its command's exit code this way.
+type exitCodeError struct{ code int }
+
+func (e *exitCodeError) Error() string { return fmt.Sprintf("exit code %d", e.code) }
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == shimCommand {
+		os.Exit(shimMain(os.Args[2:]))
+	}
+	os.Exit(execute(&cli{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}, os.Args[1:]))
+}
+
+// execute runs the subcommand named by args[0] and returns the exit code.
+func execute(env *cli, args []string) int {
+	if len(args) == 0 {
+		printUsage(env.stderr)
+		return exitUsage
+	}
+	name := args[0]
+	switch name {
+	case "-h", "-help", "--help", "help":
+		printUsage(env.stdout)
+		return exitOK
+	case "-version", "--version":
+		name = "version"
+	}
+	for _, c := range commands {
+		if c.name != name {
+			continue
+		}
+		err := c.run(env, args[1:])
+		var usage *usageError
+		var exit *exitCodeError
+		switch {
+		case err == nil:
+			return exitOK
+		case errors.As(err, &exit):
+			return exit.code
+		case errors.As(err, &usage):
+			fmt.Fprintf(env.stderr, "consul-elect %s: %s (see consul-elect %s --help)\n", name, oneLine(err), name)
+			return exitUsage
+		default:
+			fmt.Fprintf(env.stderr, "consul-elect %s: %s\n", name, oneLine(err))
+			return exitRuntime
+		}
+	}
+	fmt.Fprintf(env.stderr, "consul-elect: unknown command %q (see consul-elect --help)\n", name)
+	return exitUsage
+}
+
+// oneLine keeps an error on one line: errors joined by errors.Join, or
+// Consul's multi-line answers, would otherwise break it up.
+func oneLine(err error) string {
+	return strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", "; ")), " ")
+}
+
+func printUsage(w io.Writer) {
+	fmt.Fprint(w, `consul-elect: leader election on HashiCorp Consul.
+
+Usage:
+  consul-elect run --resource NAME [flags] -- COMMAND [ARGS...]
+  consul-elect status --resource NAME [flags] [--json]
+  consul-elect watch --resource NAME [flags] [--json]
+  consul-elect release --resource NAME [flags] [--destroy-session] [--yes]
+  consul-elect demo
+  consul-elect version
+
+Commands:
+`)
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+	}
+	fmt.Fprint(w, `
+Run 'consul-elect COMMAND --help' for a command's flags.
+Exit codes: 0 success, 1 runtime error, 2 usage error; run exits with its
+command's exit code when the command ends on its own.
+`)
+}

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/excalibur/consul-elect/metrics"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+)
+
+// runMetrics are what `run --metrics-addr` serves: the engine's (package
+// metrics, the engine's Observer) and the command's.
+type runMetrics struct {
+	registry       *prometheus.Registry
+	engine         *metrics.Metrics
+	commandRunning prometheus.Gauge
+	commandStarts  prometheus.Counter
+}
+
+func newRunMetrics(resource string, ttl time.Duration) (*runMetrics, error) {
+	registry := prometheus.NewRegistry()
+	engine, err := metrics.New(registry, ttl)
+	if err != nil {
+		return nil, err
+	}
+	labels := prometheus.Labels{"resource": resource}
+	m := &runMetrics{
+		registry: registry,
+		engine:   engine,
+		commandRunning: prometheus.NewGauge(prometheus.GaugeOpts{Name: "consul_elect_command_running",
+			Help: "1 while the leader's command runs, else 0.", ConstLabels: labels}),
+		commandStarts: prometheus.NewCounter(prometheus.CounterOpts{Name: "consul_elect_command_starts_total",
+			Help: "Times the command was started, once per term of leadership.", ConstLabels: labels}),
+	}
+	if err := registry.Register(m.commandRunning); err != nil {
+		return nil, err
+	}
+	if err := registry.Register(m.commandStarts); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// serve serves /metrics and /healthz (200 while session renewals succeed) on
+// addr until the returned function is called.
+func (m *runMetrics) serve(addr string, logger *zap.Logger) (stop func(), err error) {
+	listener, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{}))
+	mux.Handle("/healthz", m.engine.Healthz())
+	server := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := server.Serve(listener); !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("serving metrics failed", zap.Error(err))
+		}
+	}()
+	logger.Info("serving /metrics and /healthz", zap.String("addr", listener.Addr().String()))
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = server.Shutdown(ctx)
+		<-done
+	}, nil
+}

@@ -1,0 +1,89 @@
+//go:build linux
+
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/excalibur/consul-elect/consul"
+	"github.com/excalibur/consul-elect/internal/devconsul"
+)
+
+func TestReleaseEndsTheLeadershipOnlyOnceConfirmed(t *testing.T) {
+	agent := devconsul.ForTest(t, devconsul.Config{})
+	dir := t.TempDir()
+	runCandidate(t, agent, dir, "a")
+	first := firstLeader(t, dir)
+	release := []string{"release", "--address", agent.URL(), "--resource", "r"}
+
+	code, stdout, stderr := consulElect(t, "n\n", release...)
+	if code != exitRuntime || !strings.Contains(stdout, "held by a") || !strings.Contains(stderr, "nothing was changed") {
+		t.Fatalf("release answered no: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	if terms := events(t, dir, "term"); len(terms) > 0 {
+		t.Fatalf("the leader was stopped although release was not confirmed: %+v", terms)
+	}
+
+	code, stdout, stderr = consulElect(t, "y\n", release...)
+	if code != 0 || !strings.Contains(stdout, "Released excalibur/leader-election/r, held by a") {
+		t.Fatalf("release: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	// The leader learns its key was taken, stops its command, and
+	// campaigns again: a new term, with a greater fencing token.
+	waitFor(t, 10*time.Second, "the leader to stop its command", func() bool { return len(events(t, dir, "term")) == 1 })
+	waitFor(t, 10*time.Second, "a new term", func() bool { return len(events(t, dir, "start")) == 2 })
+	if second := events(t, dir, "start")[1]; token(t, second) <= token(t, first) {
+		t.Fatalf("fencing token %s after %s", second.FencingToken, first.FencingToken)
+	}
+	noOverlap(t, dir)
+}
+
+func TestReleaseDestroySessionListsEveryKeyTheSessionLoses(t *testing.T) {
+	agent := devconsul.ForTest(t, devconsul.Config{})
+	dir := t.TempDir()
+	runCandidate(t, agent, dir, "a")
+	first := firstLeader(t, dir)
+
+	// The leader's session also holds a key of another application.
+	client, err := consul.NewClient(consul.Config{Address: agent.URL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := client.Acquire(ctx, "other-app/lock", first.Session, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	code, stdout, stderr := consulElect(t, "", "release", "--address", agent.URL(), "--resource", "r", "--destroy-session", "--yes")
+	if code != 0 {
+		t.Fatalf("release --destroy-session: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	for _, want := range []string{"  excalibur/leader-election/r\n", "  other-app/lock\n", "Destroyed session " + first.Session} {
+		if !strings.Contains(stdout, want) {
+			t.Fatalf("release --destroy-session printed %q; want it to say %q", stdout, want)
+		}
+	}
+	if _, err := client.SessionInfo(ctx, first.Session); err == nil {
+		t.Fatalf("session %s still exists", first.Session)
+	}
+	waitFor(t, 10*time.Second, "the leader to stop its command", func() bool { return len(events(t, dir, "term")) == 1 })
+	// A new session, after the old one's lock-delay.
+	waitFor(t, 20*time.Second, "a new term", func() bool { return len(events(t, dir, "start")) == 2 })
+	if second := events(t, dir, "start")[1]; second.Session == first.Session {
+		t.Fatalf("the new term has the destroyed session %s", second.Session)
+	}
+	noOverlap(t, dir)
+}
+
+func TestReleaseWithNobodyLeadingChangesNothing(t *testing.T) {
+	agent := devconsul.ForTest(t, devconsul.Config{})
+	code, stdout, stderr := consulElect(t, "", "release", "--address", agent.URL(), "--resource", "r")
+	if code != 0 || !strings.Contains(stdout, "nobody holds it") {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+}

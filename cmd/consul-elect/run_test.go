@@ -1,0 +1,159 @@
+//go:build linux
+
+package main
+
+import (
+	"encoding/json"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/excalibur/consul-elect/internal/devconsul"
+)
+
+// startedBy returns the start records of candidate id.
+func startedBy(t *testing.T, dir, id string) []record {
+	var out []record
+	for _, r := range events(t, dir, "start") {
+		if r.ID == id {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// firstLeader waits for the first command to start and returns its record.
+func firstLeader(t *testing.T, dir string) record {
+	t.Helper()
+	waitFor(t, 30*time.Second, "a leader's command to start", func() bool { return len(events(t, dir, "start")) > 0 })
+	return events(t, dir, "start")[0]
+}
+
+func token(t *testing.T, r record) uint64 {
+	t.Helper()
+	n, err := strconv.ParseUint(r.FencingToken, 10, 64)
+	if err != nil || n == 0 {
+		t.Fatalf("CONSUL_ELECT_FENCING_TOKEN %q is not a positive integer", r.FencingToken)
+	}
+	return n
+}
+
+func TestKillingTheLeaderKillsItsCommandAndTheStandbyTakesOver(t *testing.T) {
+	agent := devconsul.ForTest(t, devconsul.Config{})
+	dir := t.TempDir()
+	candidates := map[string]*proc{
+		"a": runCandidate(t, agent, dir, "a"),
+		"b": runCandidate(t, agent, dir, "b"),
+	}
+
+	first := firstLeader(t, dir)
+	if first.Resource != "r" || first.Key != "excalibur/leader-election/r" || first.Session == "" {
+		t.Fatalf("the command's environment: %+v", first)
+	}
+	firstToken := token(t, first)
+	// The standby campaigns all along, yet runs nothing.
+	time.Sleep(2 * time.Second)
+	if starts := events(t, dir, "start"); len(starts) != 1 {
+		t.Fatalf("%d commands started, want only the leader's: %+v", len(starts), starts)
+	}
+
+	candidates[first.ID].signal(syscall.SIGKILL)
+	waitFor(t, 10*time.Second, "the killed leader's command and its grandchild to die", func() bool {
+		return processGone(first.PID) && processGone(first.Grandchild)
+	})
+	standby := map[string]string{"a": "b", "b": "a"}[first.ID]
+	// The killed leader's session expires after its TTL (Consul waits up
+	// to twice that), then the key stays locked for the lock-delay.
+	waitFor(t, 30*time.Second, "the standby's command to start", func() bool { return len(startedBy(t, dir, standby)) > 0 })
+	next := startedBy(t, dir, standby)[0]
+	if next.Session == first.Session || token(t, next) <= firstToken {
+		t.Fatalf("the new leader's session %s and fencing token %s, after %s and %s: want another session and a greater token",
+			next.Session, next.FencingToken, first.Session, first.FencingToken)
+	}
+	noOverlap(t, dir)
+}
+
+func TestSIGTERMStopsTheCommandAndHandsOverAtOnce(t *testing.T) {
+	agent := devconsul.ForTest(t, devconsul.Config{})
+	dir := t.TempDir()
+	// A minute's TTL and 15s of lock-delay: a standby could not take over
+	// within the bound below unless the leader released the lock.
+	slow := []string{"--ttl", "60s", "--lock-delay", "15s"}
+	candidates := map[string]*proc{
+		"a": runCandidate(t, agent, dir, "a", slow...),
+		"b": runCandidate(t, agent, dir, "b", slow...),
+	}
+	first := firstLeader(t, dir)
+	standby := map[string]string{"a": "b", "b": "a"}[first.ID]
+
+	candidates[first.ID].signal(syscall.SIGTERM)
+	if code := candidates[first.ID].exitCode(15 * time.Second); code != 0 {
+		t.Fatalf("consul-elect exited with %d after SIGTERM, want 0", code)
+	}
+	terms := events(t, dir, "term")
+	if len(terms) != 1 || terms[0].PID != first.PID {
+		t.Fatalf("the leader's command should have been sent SIGTERM: %+v", terms)
+	}
+	if !processGone(first.Grandchild) {
+		t.Fatalf("the leader's grandchild %d outlived consul-elect", first.Grandchild)
+	}
+	waitFor(t, 10*time.Second, "the standby's command to start", func() bool { return len(startedBy(t, dir, standby)) > 0 })
+	next := startedBy(t, dir, standby)[0]
+
+	// status reports the new leader as its command knows itself.
+	code, stdout, stderr := consulElect(t, "", "status", "--address", agent.URL(), "--resource", "r", "--json")
+	if code != 0 {
+		t.Fatalf("status: exit %d: %s", code, stderr)
+	}
+	var state leaderState
+	if err := json.Unmarshal([]byte(stdout), &state); err != nil {
+		t.Fatalf("status --json printed %q: %v", stdout, err)
+	}
+	if state.LeaderID != standby || state.Session != next.Session || strconv.FormatUint(state.FencingToken, 10) != next.FencingToken {
+		t.Fatalf("status says %+v; the leader's command has %+v", state, next)
+	}
+	noOverlap(t, dir)
+}
+
+func TestTheCommandsExitEndsRunWithItsCodeAndReleases(t *testing.T) {
+	agent := devconsul.ForTest(t, devconsul.Config{})
+	dir := t.TempDir()
+	self := runCandidateEnv(t, agent, dir, "a", exitEnv+"=7")
+	if code := self.exitCode(30 * time.Second); code != 7 {
+		t.Fatalf("consul-elect exited with %d, want the command's 7", code)
+	}
+	started := events(t, dir, "start")
+	if len(started) != 1 {
+		t.Fatalf("records: %+v", readRecords(t, dir))
+	}
+	if !processGone(started[0].Grandchild) {
+		t.Fatalf("the command's grandchild %d outlived consul-elect", started[0].Grandchild)
+	}
+	code, stdout, _ := consulElect(t, "", "status", "--address", agent.URL(), "--resource", "r", "--json")
+	var state leaderState
+	if err := json.Unmarshal([]byte(stdout), &state); code != 0 || err != nil || state.LeaderID != "" || state.Session != "" {
+		t.Fatalf("after the command exited, status says (exit %d) %s; want nobody leading", code, stdout)
+	}
+}
+
+func TestAFrozenLeaderKillsItsCommandAtOnceWhenItWakes(t *testing.T) {
+	agent := devconsul.ForTest(t, devconsul.Config{})
+	dir := t.TempDir()
+	leader := runCandidate(t, agent, dir, "a")
+	first := firstLeader(t, dir)
+
+	// Frozen long enough for Consul to expire its session (twice the TTL
+	// after the last renewal), consul-elect wakes up past the moment its
+	// command had to be gone by: no SIGTERM and grace, SIGKILL at once.
+	leader.signal(syscall.SIGSTOP)
+	time.Sleep(9 * time.Second)
+	leader.signal(syscall.SIGCONT)
+	waitFor(t, 10*time.Second, "the command to be killed", func() bool { return processGone(first.PID) && processGone(first.Grandchild) })
+	if terms := events(t, dir, "term"); len(terms) > 0 {
+		t.Fatalf("the command was sent SIGTERM after its deadline: %+v", terms)
+	}
+	// And it campaigns again.
+	waitFor(t, 30*time.Second, "a new term's command", func() bool { return len(events(t, dir, "start")) > 1 })
+	noOverlap(t, dir)
+}

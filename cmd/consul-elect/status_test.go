@@ -1,0 +1,134 @@
+//go:build linux
+
+package main
+
+import (
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/excalibur/consul-elect/internal/devconsul"
+)
+
+// decodeState parses one line of status --json or watch --json, insisting on
+// exactly the documented keys.
+func decodeState(t *testing.T, line string) leaderState {
+	t.Helper()
+	var raw map[string]any
+	if err := json.Unmarshal([]byte(line), &raw); err != nil {
+		t.Fatalf("%q is not a JSON object: %v", line, err)
+	}
+	for _, key := range []string{"resource", "leader_id", "node", "session", "fencing_token", "since"} {
+		if _, ok := raw[key]; !ok {
+			t.Fatalf("%s has no key %q", line, key)
+		}
+	}
+	if len(raw) != 6 {
+		t.Fatalf("%s: want exactly resource, leader_id, node, session, fencing_token, since", line)
+	}
+	if _, ok := raw["fencing_token"].(float64); !ok {
+		t.Fatalf("%s: fencing_token is not a number", line)
+	}
+	var state leaderState
+	if err := json.Unmarshal([]byte(line), &state); err != nil {
+		t.Fatal(err)
+	}
+	return state
+}
+
+// wantLeader checks a state against the record of the leader's command.
+func wantLeader(t *testing.T, agent *devconsul.Agent, state leaderState, leader record) {
+	t.Helper()
+	if state.Resource != "r" || state.LeaderID != leader.ID || state.Node != agent.NodeName() ||
+		state.Session != leader.Session || strconv.FormatUint(state.FencingToken, 10) != leader.FencingToken {
+		t.Fatalf("reported %+v; the leader's command has %+v on node %s", state, leader, agent.NodeName())
+	}
+	since, err := time.Parse(time.RFC3339, state.Since)
+	if err != nil || time.Since(since) < 0 || time.Since(since) > time.Minute {
+		t.Fatalf("since %q is not a recent RFC 3339 time", state.Since)
+	}
+}
+
+func TestStatusAndWatchReportTheLeader(t *testing.T) {
+	agent := devconsul.ForTest(t, devconsul.Config{})
+	dir := t.TempDir()
+	common := []string{"--address", agent.URL(), "--resource", "r"}
+
+	code, stdout, stderr := consulElect(t, "", append([]string{"status", "--json"}, common...)...)
+	if code != 0 {
+		t.Fatalf("status with nobody leading: exit %d: %s", code, stderr)
+	}
+	if state := decodeState(t, stdout); state != (leaderState{Resource: "r"}) {
+		t.Fatalf("status with nobody leading: %+v", state)
+	}
+
+	watch, changes := lines(t, "watch", append([]string{"watch", "--json"}, common...)...)
+	if state := decodeState(t, nextLine(t, changes, 10*time.Second)); state.LeaderID != "" {
+		t.Fatalf("watch first printed %+v; nobody leads yet", state)
+	}
+
+	metricsAddr := freeAddress(t)
+	a := runCandidate(t, agent, dir, "a", "--metrics-addr", metricsAddr)
+	leader := firstLeader(t, dir)
+	wantLeader(t, agent, decodeState(t, nextLine(t, changes, 10*time.Second)), leader)
+
+	code, stdout, stderr = consulElect(t, "", append([]string{"status", "--json"}, common...)...)
+	if code != 0 {
+		t.Fatalf("status: exit %d: %s", code, stderr)
+	}
+	wantLeader(t, agent, decodeState(t, stdout), leader)
+	_, human, _ := consulElect(t, "", append([]string{"status"}, common...)...)
+	if !strings.Contains(human, "led by a") || !strings.Contains(human, leader.Session) {
+		t.Fatalf("status printed %q", human)
+	}
+
+	if body := get(t, "http://"+metricsAddr+"/healthz"); body != "ok\n" {
+		t.Fatalf("/healthz: %q", body)
+	}
+	if body := get(t, "http://"+metricsAddr+"/metrics"); !strings.Contains(body, `consul_elect_is_leader{resource="r"} 1`) {
+		t.Fatalf("/metrics does not say this candidate leads:\n%s", body)
+	}
+
+	a.signal(syscall.SIGTERM)
+	if state := decodeState(t, nextLine(t, changes, 10*time.Second)); state.LeaderID != "" || state.Session != "" {
+		t.Fatalf("after the leader stopped, watch printed %+v", state)
+	}
+	watch.signal(os.Interrupt)
+	if code := watch.exitCode(10 * time.Second); code != 0 {
+		t.Fatalf("watch exited with %d when interrupted, want 0", code)
+	}
+}
+
+// freeAddress is a loopback address nobody listens on (yet).
+func freeAddress(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	_ = l.Close()
+	return addr
+}
+
+func get(t *testing.T, url string) string {
+	t.Helper()
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
+	resp, err := client.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s %v", url, resp.Status, err)
+	}
+	return string(body)
+}

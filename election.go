@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -56,6 +57,16 @@ type Leadership struct {
 	// engine talks to Consul about it. Stop the leader's work when it is done.
 	Context context.Context
 	cancel  context.CancelFunc
+	lost    atomic.Pointer[messages.LeadershipLost]
+}
+
+// Lost returns how the leadership ended, once Context is done: the reason,
+// and SessionExpiresAt, by when work started as leader must have stopped.
+func (l *Leadership) Lost() (messages.LeadershipLost, bool) {
+	if lost := l.lost.Load(); lost != nil {
+		return *lost, true
+	}
+	return messages.LeadershipLost{}, false
 }
 
 // Start checks opts, reaches Consul once (an unreachable agent or a rejected
@@ -119,6 +130,7 @@ func (e *Election) listen(evt any) {
 	case messages.LeadershipLost:
 		e.mu.Lock()
 		if l := e.leading[m.Resource]; l != nil {
+			l.lost.Store(&m)
 			l.cancel()
 			delete(e.leading, m.Resource)
 		}

@@ -262,8 +262,17 @@ func (w *keyWatcher) lookUp(session string) {
 	})
 }
 
-// forgetSessions drops what is known of sessions that hold no key any more.
+// rememberedSessions bounds what the watcher keeps of sessions that hold no
+// key any more. Candidates that hand a key back and forth keep their
+// sessions, so their lock-delays are worth keeping between terms.
+const rememberedSessions = 1024
+
+// forgetSessions drops what is known of sessions that hold no key, once
+// more than rememberedSessions are known.
 func (w *keyWatcher) forgetSessions() {
+	if len(w.asked) <= rememberedSessions {
+		return
+	}
 	holding := map[string]bool{}
 	for _, e := range w.entries {
 		holding[e.Session] = true

@@ -56,6 +56,10 @@ type (
 	releaseDone  struct{ then any }
 )
 
+// releasedHoldOff is how long, at least, a leader whose key was released by
+// someone else waits before campaigning again (LockDelay if longer).
+const releasedHoldOff = time.Second
+
 // lockFailure is the panic that makes the supervisor restart a lock actor
 // after a Consul error it cannot resolve by waiting for the key.
 type lockFailure struct{ err error }
@@ -73,10 +77,10 @@ func (l *lockActor) Receive(c actor.Context) {
 		l.consider()
 	case *messages.SessionGone:
 		if m.ID == l.session.ID {
+			l.stepDown(m.Reason, m.Err) // while l.session still names the session that led
 			l.session = messages.SessionReady{}
 			l.gen++
 			l.acquiring = false
-			l.stepDown(m.Reason, m.Err)
 		}
 	case *messages.KeyState:
 		if l.leading && m.Entry.Observed < l.token {
@@ -97,11 +101,20 @@ func (l *lockActor) Receive(c actor.Context) {
 		l.consider()
 	case *messages.Resign:
 		l.holdOffUntil = time.Now().Add(m.HoldOff)
+		if l.acquiring {
+			// The acquire in flight must not make us lead; if it lands, the
+			// key watcher shows our session holding the key and consider()
+			// releases it.
+			l.gen++
+			l.acquiring = false
+		}
 		if l.leading {
 			l.stepDown(messages.ReasonResigned, nil)
 		}
+		// This hold-off replaces any earlier one, shorter or longer.
+		l.work.cancelTimer(l.retryAt)
+		l.retryAt = nil
 		if m.HoldOff > 0 {
-			l.work.cancelTimer(l.retryAt)
 			l.retryAt = l.work.after(m.HoldOff, &retryAcquire{})
 		}
 		l.consider()
@@ -143,6 +156,12 @@ func (l *lockActor) observe(e messages.KeyEntry) {
 			l.stepDown(messages.ReasonKeyChanged, nil)
 		case e.Session != l.session.ID:
 			l.stepDown(messages.ReasonKeyTaken, nil)
+			if e.Session == "" {
+				// Released by someone else (an operator moving leadership):
+				// let another candidate have it.
+				l.holdOffUntil = time.Now().Add(max(l.opts.LockDelay, releasedHoldOff))
+				l.retryAt = l.work.after(time.Until(l.holdOffUntil), &retryAcquire{})
+			}
 		}
 	}
 	if !e.Foreign {
@@ -257,7 +276,8 @@ func (l *lockActor) stepDown(reason messages.Reason, err error) {
 	l.leading = false
 	l.logger.Info("leadership lost", zap.String("resource", l.resource), zap.String("reason", string(reason)), zap.Error(err))
 	l.publish(messages.LeadershipLost{Resource: l.resource, CandidateID: l.opts.CandidateID, Session: l.session.ID,
-		FencingToken: l.token, Reason: reason, Err: err, At: time.Now()})
+		FencingToken: l.token, Reason: reason, Err: err, At: time.Now(),
+		SessionExpiresAt: l.clock.expiresAt(l.session.ID, l.opts)})
 	l.token = 0
 	if reason == messages.ReasonResigned || reason == messages.ReasonStopped {
 		if l.work.ctx.Err() == nil {
@@ -295,7 +315,7 @@ func (l *lockActor) withdraw(reason messages.Reason) {
 	if wasLeading {
 		l.leading = false
 		l.publish(messages.LeadershipLost{Resource: l.resource, CandidateID: l.opts.CandidateID, Session: l.session.ID,
-			FencingToken: l.token, Reason: reason, At: time.Now()})
+			FencingToken: l.token, Reason: reason, At: time.Now(), SessionExpiresAt: l.clock.expiresAt(l.session.ID, l.opts)})
 	}
 	if wasLeading || l.acquiring || (l.session.ID != "" && l.entry.Session == l.session.ID) {
 		l.release(l.session.ID, &released{})

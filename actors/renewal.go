@@ -49,6 +49,7 @@ func (r *renewalActor) Receive(c actor.Context) {
 	case *messages.SessionReady:
 		r.forget()
 		r.session, r.lastOK, r.lastFed = m.ID, m.RenewedAt, m.CheckFedAt
+		r.clock.set(m.ID, m.RenewedAt, m.CheckFedAt)
 		r.refreshed(m.RenewedAt, 0, nil)
 		r.retry.reset()
 		r.schedule(r.opts.SessionTTL / 2)
@@ -59,6 +60,7 @@ func (r *renewalActor) Receive(c actor.Context) {
 	case *messages.CheckFed:
 		if m.SessionID == r.session && m.SentAt.After(r.lastFed) {
 			r.lastFed = m.SentAt
+			r.clock.set(r.session, time.Time{}, m.SentAt)
 			r.fence()
 		}
 	case *renewTick:
@@ -139,6 +141,7 @@ func (r *renewalActor) finished(c actor.Context, m *renewFinished) {
 	switch {
 	case m.err == nil:
 		r.lastOK, r.lastErr = m.sentAt, nil
+		r.clock.set(r.session, m.sentAt, time.Time{})
 		r.retry.reset()
 		c.Send(c.Parent(), &messages.Renewed{ID: r.session, SentAt: m.sentAt})
 		r.schedule(r.opts.SessionTTL / 2)

@@ -2,6 +2,7 @@ package actors
 
 import (
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -22,6 +23,45 @@ type engine struct {
 	failover FailoverBackend
 	// closeBackend, when set, closes the client NewProps made.
 	closeBackend func()
+	// clock is when the session was last refreshed, written by renewal and
+	// read by the locks when they step down (for SessionExpiresAt).
+	clock *sessionClock
+}
+
+// sessionClock records the last successful refreshes of the current session.
+type sessionClock struct {
+	mu        sync.Mutex
+	session   string
+	renewedAt time.Time
+	fedAt     time.Time
+}
+
+func (c *sessionClock) set(session string, renewedAt, fedAt time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if session != c.session {
+		c.session, c.renewedAt, c.fedAt = session, time.Time{}, time.Time{}
+	}
+	if renewedAt.After(c.renewedAt) {
+		c.renewedAt = renewedAt
+	}
+	if fedAt.After(c.fedAt) {
+		c.fedAt = fedAt
+	}
+}
+
+// expiresAt is the earliest time Consul could invalidate session by TTL.
+func (c *sessionClock) expiresAt(session string, opts Options) time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if session != c.session || c.renewedAt.IsZero() {
+		return time.Time{}
+	}
+	at := c.renewedAt.Add(opts.SessionTTL)
+	if opts.FastFailover && !c.fedAt.IsZero() {
+		at = minTime(at, c.fedAt.Add(opts.failoverTTL()))
+	}
+	return at
 }
 
 // publish hands evt to the bus, naming this candidate in an error.
@@ -100,7 +140,8 @@ func NewProps(opts Options, listeners ...func(event any)) (*actor.Props, error) 
 		backend = client
 		closeBackend = client.Close
 	}
-	base := engine{opts: opts, backend: backend, prefix: opts.KeyPrefix, logger: logger, closeBackend: closeBackend}
+	base := engine{opts: opts, backend: backend, prefix: opts.KeyPrefix, logger: logger, closeBackend: closeBackend,
+		clock: &sessionClock{}}
 	if opts.FastFailover {
 		failover, ok := backend.(FailoverBackend)
 		if !ok {
@@ -292,7 +333,11 @@ func (r *electionRoot) toSessionUsers(c actor.Context, m any) {
 
 // sessionGone makes every leader step down, then has a new session created.
 func (r *electionRoot) sessionGone(c actor.Context, m *messages.SessionGone) {
-	r.eng.logger.Warn("session gone", zap.String("session", m.ID), zap.String("reason", string(m.Reason)), zap.Error(m.Err))
+	level := zap.WarnLevel
+	if r.stopping {
+		level = zap.DebugLevel // our own destroy, seen by the key watcher
+	}
+	r.eng.logger.Log(level, "session gone", zap.String("session", m.ID), zap.String("reason", string(m.Reason)), zap.Error(m.Err))
 	r.current = messages.SessionReady{}
 	r.toSessionUsers(c, m)
 	if !r.stopping {

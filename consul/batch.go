@@ -2,6 +2,7 @@ package consul
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"strings"
 	"sync"
@@ -14,6 +15,23 @@ import (
 // maxTxnOps is Consul's limit of operations in one transaction (1.14
 // answers 413 "too many operations" above it).
 const maxTxnOps = 64 * 2
+
+// maxTxnBytes bounds the JSON body of one batched transaction: Consul's
+// txn_max_req_len (512 KiB by default) counts values base64-encoded. Half of
+// it leaves room for servers configured lower and for the encoding's fixed
+// parts; a single request above it is sent alone.
+const maxTxnBytes = 256 * 1024
+
+// bodySize estimates the JSON body ops add to a transaction.
+func bodySize(ops api.TxnOps) int {
+	n := 0
+	for _, op := range ops {
+		if op.KV != nil {
+			n += base64.StdEncoding.EncodedLen(len(op.KV.Value)) + len(op.KV.Key) + len(op.KV.Session) + 140
+		}
+	}
+	return n
+}
 
 // batchTimeout bounds one batched transaction.
 const batchTimeout = 30 * time.Second
@@ -66,13 +84,15 @@ func (b *batcher) do(ctx context.Context, ops api.TxnOps) (api.TxnResults, error
 func (b *batcher) run() {
 	for {
 		b.mu.Lock()
-		batch, n := []*txnRequest{}, 0
-		for len(b.pending) > 0 && n+len(b.pending[0].ops) <= maxTxnOps {
+		batch, n, size := []*txnRequest{}, 0, 0
+		for len(b.pending) > 0 && n+len(b.pending[0].ops) <= maxTxnOps &&
+			(len(batch) == 0 || size+bodySize(b.pending[0].ops) <= maxTxnBytes) {
 			req := b.pending[0]
 			b.pending = b.pending[1:]
 			if req.ctx.Err() == nil {
 				batch = append(batch, req)
 				n += len(req.ops)
+				size += bodySize(req.ops)
 			}
 		}
 		if len(batch) == 0 && len(b.pending) == 0 {

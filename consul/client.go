@@ -86,8 +86,9 @@ func NewClient(cfg Config) (*Client, error) {
 		if err := ValidateAddress(cfg.Address); err != nil {
 			return nil, fmt.Errorf("ConsulAddress: %w", err)
 		}
+		// api.NewClient takes the scheme from an http(s):// prefix; a bare
+		// host:port keeps CONSUL_HTTP_SSL's.
 		conf.Address = cfg.Address
-		conf.Scheme = "http" // api.NewClient takes the scheme from an http(s):// prefix
 	}
 	if cfg.Datacenter != "" {
 		conf.Datacenter = cfg.Datacenter

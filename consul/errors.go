@@ -103,6 +103,7 @@ func kindOf(err error) error {
 	case strings.Contains(msg, "invalid session"), strings.Contains(msg, "session not found"):
 		return ErrSessionGone
 	case strings.Contains(msg, "unexpected response code: 400"), strings.Contains(msg, "too many operations"),
+		strings.Contains(msg, "request body(") && strings.Contains(msg, "too large"), // txn_max_req_len
 		strings.Contains(msg, "unexpected response code: 413"):
 		return ErrRejected
 	}

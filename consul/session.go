@@ -64,7 +64,7 @@ func (c *Client) CreateSession(ctx context.Context, spec SessionSpec) (string, e
 		case strings.Contains(msg, "Missing node registration"):
 			return "", &Error{Op: "create session", Kind: ErrRejected,
 				Err: fmt.Errorf("node %q is not registered in the session's datacenter: %w", spec.Node, err)}
-		case strings.Contains(msg, "Missing check"), strings.Contains(msg, "check") && strings.Contains(msg, "critical"):
+		case strings.Contains(msg, "Missing check"), strings.Contains(msg, "Check '") && strings.Contains(msg, "critical state"):
 			return "", &Error{Op: "create session", Kind: ErrRejected, Err: err}
 		}
 		return "", wrap("create session", err)

@@ -65,6 +65,10 @@ type LeadershipLost struct {
 	Reason       Reason
 	Err          error // the Consul error behind Reason, if any
 	At           time.Time
+	// SessionExpiresAt is the earliest time Consul could invalidate the
+	// session that led, by its TTL (or, with FastFailover, its check's):
+	// work the leader started must be stopped before then. Zero when unknown.
+	SessionExpiresAt time.Time
 }
 
 // LeaderChanged is published by lock[resource] whenever the observed holder

@@ -86,7 +86,6 @@ func runCommand(env *cli, args []string) error {
 		return usagef("Consul client settings (CONSUL_* variables): %v", err)
 	}
 	defer client.Close()
-	clock := newRenewalClock(client, f.ttl)
 
 	opts := actors.DefaultOptions()
 	opts.Datacenter = f.datacenter
@@ -98,7 +97,7 @@ func runCommand(env *cli, args []string) error {
 	// kill grace included, TTL/10 before Consul could expire the session.
 	opts.SelfFenceMargin = f.ttl/10 + f.killGrace
 	opts.CandidateID = f.id
-	opts.Backend = clock
+	opts.Backend = client
 	opts.Logger = engineLogger
 
 	ctx, stopSignals := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -130,7 +129,7 @@ func runCommand(env *cli, args []string) error {
 	if err != nil {
 		return fmt.Errorf("starting the election: %w", err)
 	}
-	r := &runner{flags: &f, election: election, clock: clock, logger: logger, metrics: metrics}
+	r := &runner{flags: &f, election: election, logger: logger, metrics: metrics}
 	return r.run(ctx)
 }
 
@@ -189,7 +188,6 @@ func defaultCandidateID() string {
 type runner struct {
 	flags    *runFlags
 	election *consulelect.Election
-	clock    *renewalClock
 	logger   *zap.Logger
 	metrics  *runMetrics
 }
@@ -296,7 +294,11 @@ func (r *runner) startCommand(lead *consulelect.Leadership) (*child, error) {
 // candidate in: SIGTERM, then SIGKILL after the kill grace, or at once if
 // that moment has already passed (this process was frozen).
 func (r *runner) stopCommand(c *child, lead *consulelect.Leadership) {
-	c.stop(r.flags.killGrace, r.clock.killBy(lead.Session))
+	var killBy time.Time // zero: no limit but the grace
+	if lost, ok := lead.Lost(); ok && !lost.SessionExpiresAt.IsZero() {
+		killBy = lost.SessionExpiresAt.Add(-r.flags.ttl / 10)
+	}
+	c.stop(r.flags.killGrace, killBy)
 	r.metrics.commandRunning.Set(0)
 	r.logger.Info("command stopped", zap.Int("exit_code", c.exitCode))
 }

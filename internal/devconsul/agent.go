@@ -8,6 +8,10 @@
 // request limits are left at their defaults on purpose, so that code tested
 // here meets the same limits it will meet in production.
 //
+// Start runs one agent; StartCluster runs a datacenter of server and client
+// agents, for tests of Consul's own failures (a raft leader killed, a client
+// agent restarted or crashed).
+//
 // The package talks to Consul over plain net/http rather than the official
 // client: only this project's consul package may depend on
 // github.com/hashicorp/consul/api.
@@ -72,6 +76,7 @@ type Agent struct {
 	bin      string
 	dir      string // temp dir holding the config files; removed by Stop
 	nodeName string
+	member   *member // its part in a Cluster; nil for a standalone agent
 	ports    ports
 	log      *logRing
 	http     *http.Client
@@ -83,6 +88,18 @@ type Agent struct {
 
 type ports struct {
 	http, serfLAN, serfWAN, server int
+}
+
+// member is an agent's part in a Cluster.
+type member struct {
+	server bool
+	// bootstrapExpect is the number of servers a server waits for before
+	// the first raft election.
+	bootstrapExpect int
+	// join lists the serf LAN addresses of the cluster's servers.
+	join []string
+	// gossipKey encrypts the cluster's serf traffic (base64, 32 bytes).
+	gossipKey string
 }
 
 // process is one run of the consul binary.
@@ -109,18 +126,32 @@ const (
 // node is registered (so sessions can be created) and, with JoinWAN, it sees
 // another datacenter. On error nothing is left running.
 func Start(ctx context.Context, cfg Config) (*Agent, error) {
-	if cfg.Datacenter == "" {
-		cfg.Datacenter = "dc1"
-	}
 	// A first build of Consul takes minutes; say so where a human looks.
 	bin, err := Binary(ctx, os.Stderr)
 	if err != nil {
 		return nil, err
 	}
+	a, err := newAgent(bin, cfg, nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.start(ctx, nil); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// newAgent prepares an agent (its temp dir, token and node name) without
+// starting it. m is its part in a cluster, nil for a standalone agent.
+func newAgent(bin string, cfg Config, m *member) (*Agent, error) {
+	if cfg.Datacenter == "" {
+		cfg.Datacenter = "dc1"
+	}
 	a := &Agent{
 		cfg:      cfg,
 		bin:      bin,
 		nodeName: cfg.NodeName,
+		member:   m,
 		log:      newLogRing(cfg.Log),
 		// No keep-alives: idle connections would leave goroutines behind
 		// after Stop, and goleak-checked tests must end clean.
@@ -139,31 +170,44 @@ func Start(ctx context.Context, cfg Config) (*Agent, error) {
 			return nil, fmt.Errorf("devconsul: create data dir: %w", err)
 		}
 	}
+	var err error
 	a.dir, err = os.MkdirTemp("", "devconsul-*")
 	if err != nil {
 		return nil, fmt.Errorf("devconsul: %w", err)
 	}
+	return a, nil
+}
 
+// start launches the agent for the first time and waits until it is ready,
+// on the given ports if not nil (a cluster picks everyone's ports up front so
+// that agents can name each other), else on fresh ones. On error it leaves
+// nothing running and removes the temp dir.
+func (a *Agent) start(ctx context.Context, first *ports) error {
 	for attempt := 1; ; attempt++ {
-		err = a.startOnFreshPorts(ctx)
+		p := first
+		if attempt > 1 || p == nil {
+			fresh, err := freePorts()
+			if err != nil {
+				_ = os.RemoveAll(a.dir)
+				return err
+			}
+			p = &fresh
+		}
+		err := a.startOn(ctx, *p)
 		if err == nil {
-			return a, nil
+			return nil
 		}
 		// Ports are picked by probing, so another process can grab one
 		// between the probe and Consul's bind. That is worth another try;
 		// nothing else is.
 		if attempt == startAttempts || !strings.Contains(a.log.Tail(), "address already in use") {
 			_ = os.RemoveAll(a.dir)
-			return nil, err
+			return err
 		}
 	}
 }
 
-func (a *Agent) startOnFreshPorts(ctx context.Context) error {
-	p, err := freePorts()
-	if err != nil {
-		return err
-	}
+func (a *Agent) startOn(ctx context.Context, p ports) error {
 	a.ports = p
 	if err := a.writeConfig(); err != nil {
 		return err
@@ -183,6 +227,17 @@ func (a *Agent) URL() string { return "http://" + a.HTTPAddr() }
 
 // SerfWANAddr is the address other datacenters' agents join via JoinWAN.
 func (a *Agent) SerfWANAddr() string { return loopback(a.ports.serfWAN) }
+
+// SerfLANAddr is the address other agents of its datacenter join.
+func (a *Agent) SerfLANAddr() string { return loopback(a.ports.serfLAN) }
+
+// ServerAddr is the address of a server's RPC port, the form in which
+// /v1/status/leader and /v1/status/peers name servers.
+func (a *Agent) ServerAddr() string { return loopback(a.ports.server) }
+
+// IsServer reports whether the agent is a server (a standalone agent always
+// is; in a Cluster, the Clients are not).
+func (a *Agent) IsServer() bool { return a.member == nil || a.member.server }
 
 // NodeName is the agent's node name, e.g. for catalog queries.
 func (a *Agent) NodeName() string { return a.nodeName }
@@ -211,9 +266,10 @@ func (a *Agent) Stop() error {
 	return err
 }
 
-// Restart stops the agent and starts it again with the same config on the
-// same ports, then waits until it is ready as Start does. With a DataDir the
-// agent's state (KV, sessions, ACL tokens) survives; in -dev mode it does not.
+// Restart stops the agent (as Shutdown does, if it is running) and starts it
+// again with the same config on the same ports, then waits until it is ready
+// as Start does. With a DataDir the agent's state (KV, sessions, ACL tokens)
+// survives; in -dev mode it does not.
 func (a *Agent) Restart(ctx context.Context) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -224,6 +280,50 @@ func (a *Agent) Restart(ctx context.Context) error {
 	// is the recovery.
 	_ = a.halt()
 	return a.launch(ctx)
+}
+
+// Shutdown stops the agent as Stop does, but only until Restart: nothing is
+// removed. SIGTERM is a graceful shutdown; with Consul's defaults a client
+// agent then leaves the cluster (its node is deregistered, which invalidates
+// its sessions) while a server does not (it stays a raft peer).
+func (a *Agent) Shutdown() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err := a.checkRunning(); err != nil {
+		return err
+	}
+	return a.halt()
+}
+
+// Kill crashes the agent with SIGKILL, as if its machine had died: it does
+// not leave the cluster, so its peers find out through serf's failure
+// detector. It returns once the process is gone. Restart brings it back on
+// the same ports with the same data.
+func (a *Agent) Kill() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err := a.checkRunning(); err != nil {
+		return err
+	}
+	a.proc.signaled = true
+	if err := a.proc.signalGroup(syscall.SIGKILL); err != nil {
+		return fmt.Errorf("devconsul: SIGKILL: %w", err)
+	}
+	<-a.proc.exited
+	return nil
+}
+
+// checkRunning fails unless the agent's process is running. a.mu must be held.
+func (a *Agent) checkRunning() error {
+	if a.stopped || a.proc == nil {
+		return errors.New("devconsul: agent is not running")
+	}
+	select {
+	case <-a.proc.exited:
+		return a.exitError("agent is not running")
+	default:
+		return nil
+	}
 }
 
 // Pause freezes the whole agent with SIGSTOP: it keeps its ports open but
@@ -237,13 +337,8 @@ func (a *Agent) Resume() error { return a.signal(syscall.SIGCONT, false) }
 func (a *Agent) signal(sig syscall.Signal, wantStopped bool) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.stopped || a.proc == nil {
-		return errors.New("devconsul: agent is not running")
-	}
-	select {
-	case <-a.proc.exited:
-		return a.exitError("agent is not running")
-	default:
+	if err := a.checkRunning(); err != nil {
+		return err
 	}
 	if err := a.proc.signalGroup(sig); err != nil {
 		return fmt.Errorf("devconsul: %v: %w", sig, err)
@@ -511,15 +606,30 @@ func (a *Agent) writeConfig() error {
 			return fmt.Errorf("devconsul: data dir: %w", err)
 		}
 		kv("data_dir", abs)
-		kv("server", true)
-		kv("bootstrap_expect", 1)
+		switch m := a.member; {
+		case m == nil:
+			kv("server", true)
+			kv("bootstrap_expect", 1)
+		case m.server:
+			kv("server", true)
+			kv("bootstrap_expect", m.bootstrapExpect)
+		default:
+			kv("server", false)
+		}
+	}
+	if m := a.member; m != nil {
+		// A key of its own keeps the cluster's gossip apart from any other
+		// agent on the machine: a retry_join address that has since been
+		// taken by another cluster's agent (ports are reused) cannot merge
+		// the two.
+		kv("encrypt", m.gossipKey)
+		// Consul's default retry_interval of 30s would stall a cluster
+		// whose first join attempt came before the others were listening.
+		fmt.Fprintf(&b, "retry_join = [%s]\n", quoteAll(m.join))
+		kv("retry_interval", "1s")
 	}
 	if len(a.cfg.JoinWAN) > 0 {
-		quoted := make([]string, len(a.cfg.JoinWAN))
-		for i, addr := range a.cfg.JoinWAN {
-			quoted[i] = strconv.Quote(addr)
-		}
-		fmt.Fprintf(&b, "retry_join_wan = [%s]\n", strings.Join(quoted, ", "))
+		fmt.Fprintf(&b, "retry_join_wan = [%s]\n", quoteAll(a.cfg.JoinWAN))
 	}
 	if a.cfg.ACLDefaultDeny {
 		// initial_management creates the management token when the first
@@ -538,6 +648,15 @@ func (a *Agent) writeConfig() error {
 		}
 	}
 	return nil
+}
+
+// quoteAll renders addrs as the elements of an HCL list.
+func quoteAll(addrs []string) string {
+	quoted := make([]string, len(addrs))
+	for i, addr := range addrs {
+		quoted[i] = strconv.Quote(addr)
+	}
+	return strings.Join(quoted, ", ")
 }
 
 func loopback(port int) string { return "127.0.0.1:" + strconv.Itoa(port) }

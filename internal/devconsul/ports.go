@@ -19,10 +19,19 @@ const (
 )
 
 // freePorts picks four distinct ports that are currently free on loopback.
-// Serf uses both TCP and UDP on its ports, so those are checked for both.
-// The probes are released before returning, so a race with another process
-// remains possible; Start retries when Consul reports the port taken.
 func freePorts() (ports, error) {
+	sets, err := freePortSets(1)
+	if err != nil {
+		return ports{}, err
+	}
+	return sets[0], nil
+}
+
+// freePortSets picks n sets of four ports, all distinct and currently free on
+// loopback. Serf uses both TCP and UDP on its ports, so those are checked for
+// both. The probes are released before returning, so a race with another
+// process remains possible; Start retries when Consul reports the port taken.
+func freePortSets(n int) ([]ports, error) {
 	var closers []func()
 	defer func() {
 		for _, c := range closers {
@@ -46,25 +55,28 @@ func freePorts() (ports, error) {
 				_ = l.Close()
 				continue
 			}
-			// Held open until all four are chosen, so none repeats.
+			// Held open until every set is chosen, so none repeats.
 			closers = append(closers, func() { _ = l.Close(); _ = pc.Close() })
 			return port, nil
 		}
 		return 0, errors.New("no free port in " + strconv.Itoa(portMin) + "–" + strconv.Itoa(portMax))
 	}
-	var p ports
-	var err error
-	if p.http, err = pick(false); err != nil {
-		return p, fmt.Errorf("devconsul: %w", err)
+	sets := make([]ports, n)
+	for i := range sets {
+		p := &sets[i]
+		var err error
+		if p.http, err = pick(false); err != nil {
+			return nil, fmt.Errorf("devconsul: %w", err)
+		}
+		if p.serfLAN, err = pick(true); err != nil {
+			return nil, fmt.Errorf("devconsul: %w", err)
+		}
+		if p.serfWAN, err = pick(true); err != nil {
+			return nil, fmt.Errorf("devconsul: %w", err)
+		}
+		if p.server, err = pick(false); err != nil {
+			return nil, fmt.Errorf("devconsul: %w", err)
+		}
 	}
-	if p.serfLAN, err = pick(true); err != nil {
-		return p, fmt.Errorf("devconsul: %w", err)
-	}
-	if p.serfWAN, err = pick(true); err != nil {
-		return p, fmt.Errorf("devconsul: %w", err)
-	}
-	if p.server, err = pick(false); err != nil {
-		return p, fmt.Errorf("devconsul: %w", err)
-	}
-	return p, nil
+	return sets, nil
 }

@@ -30,3 +30,21 @@ func ForTest(tb testing.TB, cfg Config) *Agent {
 	})
 	return a
 }
+
+// ClusterForTest starts a cluster for a test and stops it in t.Cleanup. Like
+// ForTest, it never skips.
+func ClusterForTest(tb testing.TB, cfg ClusterConfig) *Cluster {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(tb.Context(), forTestTimeout)
+	defer cancel()
+	c, err := StartCluster(ctx, cfg)
+	if err != nil {
+		tb.Fatalf("devconsul: cannot start a Consul cluster: %v", err)
+	}
+	tb.Cleanup(func() {
+		if err := c.Stop(); err != nil {
+			tb.Errorf("devconsul: stopping Consul cluster: %v", err)
+		}
+	})
+	return c
+}

@@ -1,0 +1,295 @@
+// Command electbench runs the benchmark harness of issue 5: it starts its own
+// Consul dev agent (internal/devconsul, default limits), measures
+// consul-elect and HashiCorp's api.Lock side by side on it, and prints the
+// results as a Markdown table with ratios.
+//
+//	go run ./bench/cmd/electbench all           # every figure (the default)
+//	go run ./bench/cmd/electbench handover      # figure 1
+//	go run ./bench/cmd/electbench failover      # figure 2
+//	go run ./bench/cmd/electbench fastfailover  # figure 3
+//	go run ./bench/cmd/electbench idle          # figure 4
+//	go run ./bench/cmd/electbench scale         # figure 5 (in a child process, for a clean RSS)
+//	go run ./bench/cmd/electbench micro         # figure 6 (go test -bench in bench/micro)
+//
+// Figures may also be given as -figure a,b. Flags size them (see -help).
+// Progress goes to stderr, the report (Markdown) to stdout.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/excalibur/consul-elect/bench"
+	"github.com/excalibur/consul-elect/internal/devconsul"
+)
+
+var figureNames = []string{"handover", "failover", "fastfailover", "idle", "scale", "micro"}
+
+func main() {
+	cfg := bench.DefaultConfig()
+	figures := flag.String("figure", "all", "comma-separated figures to run: "+strings.Join(figureNames, ", ")+", or all (or name them as arguments)")
+	flag.IntVar(&cfg.Handovers, "handovers", cfg.Handovers, "figure 1: measured handovers per implementation")
+	flag.IntVar(&cfg.FailoverSamples, "failover-samples", cfg.FailoverSamples, "figure 2: samples per implementation and variant")
+	flag.DurationVar(&cfg.FailoverTTL, "failover-ttl", cfg.FailoverTTL, "figure 2: session TTL of the leader that dies")
+	flag.DurationVar(&cfg.LockDelay, "lock-delay", cfg.LockDelay, "figure 2: lock-delay L")
+	flag.IntVar(&cfg.FastFailoverSamples, "fast-samples", cfg.FastFailoverSamples, "figure 3: api.Lock baseline samples (0 skips)")
+	flag.DurationVar(&cfg.FastFailoverTTL, "fast-ttl", cfg.FastFailoverTTL, "figure 3: api.Lock's session TTL")
+	sizes := flag.String("idle-sizes", joinInts(cfg.IdleSizes), "figure 4: numbers of idle resources")
+	flag.DurationVar(&cfg.IdleWindow, "idle-window", cfg.IdleWindow, "figure 4: how long requests are counted")
+	flag.DurationVar(&cfg.IdleTTL, "idle-ttl", cfg.IdleTTL, "figure 4: session TTL")
+	flag.IntVar(&cfg.ScaleResources, "scale-resources", cfg.ScaleResources, "figure 5: resources in one process")
+	flag.DurationVar(&cfg.ScaleTimeout, "scale-timeout", cfg.ScaleTimeout, "figure 5: bound on the wait for all to be held")
+	scaleChild := flag.Bool("scale-child", false, "internal: run figure 5 in this process against -consul and print JSON")
+	consulURL := flag.String("consul", "", "internal (with -scale-child): the agent's URL")
+	cpuProfile := flag.String("scale-cpuprofile", "", "figure 5: write a CPU profile of the scale run to this file")
+	memProfile := flag.String("scale-memprofile", "", "figure 5: write a heap profile (with every allocation of the run: go tool pprof -sample_index=alloc_space) to this file")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	if *scaleChild {
+		os.Exit(runScaleChild(ctx, *consulURL, cfg, *cpuProfile, *memProfile))
+	}
+	var err error
+	if cfg.IdleSizes, err = parseInts(*sizes); err != nil {
+		fmt.Fprintln(os.Stderr, "-idle-sizes:", err)
+		os.Exit(2)
+	}
+	if flag.NArg() > 0 {
+		*figures = strings.Join(flag.Args(), ",")
+	}
+	selected, err := selectFigures(*figures)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	os.Exit(run(ctx, cfg, selected, []string{"-scale-cpuprofile", *cpuProfile, "-scale-memprofile", *memProfile}))
+}
+
+func run(ctx context.Context, cfg bench.Config, selected map[string]bool, profiles []string) int {
+	progress := os.Stderr
+	var env *bench.Env
+	var agent *devconsul.Agent
+	needsAgent := len(selected) > 1 || !selected["micro"]
+	url := ""
+	if needsAgent {
+		logf(progress, "starting a Consul dev agent (internal/devconsul, default limits)")
+		startCtx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+		a, err := devconsul.Start(startCtx, devconsul.Config{})
+		cancel()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		agent = a
+		defer func() { _ = agent.Stop() }()
+		url = agent.URL()
+		if env, err = bench.NewEnv(url, progress); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer env.Close()
+	} else {
+		env, _ = bench.NewEnv("http://127.0.0.1:1", progress)
+	}
+
+	machine := bench.DescribeMachine(ctx, url)
+	began := time.Now()
+	var results []bench.Figure
+	for _, name := range figureNames {
+		if !selected[name] || ctx.Err() != nil {
+			continue
+		}
+		t0 := time.Now()
+		var f bench.Figure
+		switch name {
+		case "handover":
+			f = bench.Handover(ctx, env, cfg)
+		case "failover":
+			f = bench.Failover(ctx, env, cfg)
+		case "fastfailover":
+			f = bench.FastFailover(ctx, env, cfg)
+		case "idle":
+			f = bench.Idle(ctx, env, cfg)
+		case "scale":
+			f = scaleInChild(ctx, url, cfg, profiles)
+		case "micro":
+			f = bench.Micro(ctx, env)
+		}
+		logf(progress, "%s done in %s", f.Name, time.Since(t0).Round(time.Second))
+		results = append(results, f)
+	}
+
+	out := os.Stdout
+	fmt.Fprintf(out, "Command: `%s`\n\n", commandLine())
+	fmt.Fprintf(out, "Date: %s; total %s\n\n", machine.Date.Format(time.RFC3339), time.Since(began).Round(time.Second))
+	fmt.Fprintf(out, "Machine: %d cores (GOMAXPROCS %d), %s, %s, %s; Consul %s (dev agent, default limits)\n\n",
+		machine.Cores, machine.GOMAXPROCS, machine.CPU, machine.OS, machine.GoVersion, machine.ConsulVersion)
+	fmt.Fprintln(out, "Every measure is better lower; a ratio below 1 means consul-elect is faster or cheaper.")
+	fmt.Fprintln(out)
+	bench.WriteTable(out, results)
+	bench.WriteNotes(out, results)
+	for _, f := range results {
+		if f.Err != nil {
+			return 1
+		}
+	}
+	return 0
+}
+
+// scaleInChild runs figure 5 in a child process of this binary, so that its
+// peak RSS is the figure's own and not the harness's.
+func scaleInChild(ctx context.Context, url string, cfg bench.Config, profiles []string) bench.Figure {
+	refLimit := "not run (stops at ~190, figure 4)"
+	fail := func(err error) bench.Figure {
+		f := bench.Figure{Name: "Figure 5: scale", Err: err}
+		return f
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return fail(err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, cfg.ScaleTimeout+2*time.Minute)
+	defer cancel()
+	args := []string{"-scale-child", "-consul", url,
+		"-scale-resources", strconv.Itoa(cfg.ScaleResources), "-scale-timeout", cfg.ScaleTimeout.String()}
+	for i := 0; i+1 < len(profiles); i += 2 {
+		if profiles[i+1] != "" {
+			args = append(args, profiles[i], profiles[i+1])
+		}
+	}
+	cmd := exec.CommandContext(ctx, self, args...)
+	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.WaitDelay = 5 * time.Second
+	out, err := cmd.Output()
+	var res bench.ScaleResult
+	if jerr := json.Unmarshal(out, &res); jerr != nil {
+		if err == nil {
+			err = jerr
+		}
+		return fail(fmt.Errorf("scale child: %w", err))
+	}
+	f := bench.ScaleFigure(res, cfg.ScaleTimeout, refLimit)
+	if err != nil {
+		f.Err = fmt.Errorf("scale child: %w", err)
+	}
+	return f
+}
+
+func runScaleChild(ctx context.Context, url string, cfg bench.Config, cpuProfile, memProfile string) int {
+	if url == "" {
+		fmt.Fprintln(os.Stderr, "-scale-child needs -consul")
+		return 2
+	}
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
+	}
+	env, err := bench.NewEnv(url, os.Stderr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer env.Close()
+	if memProfile != "" {
+		runtime.MemProfileRate = 64 * 1024
+	}
+	res, err := bench.Scale(ctx, env, cfg.ScaleResources, cfg.ScaleTimeout)
+	if memProfile != "" {
+		if perr := writeHeapProfile(memProfile); perr != nil {
+			fmt.Fprintln(os.Stderr, perr)
+		}
+	}
+	if jerr := json.NewEncoder(os.Stdout).Encode(res); jerr != nil {
+		fmt.Fprintln(os.Stderr, jerr)
+		return 1
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return pprof.Lookup("allocs").WriteTo(f, 0)
+}
+
+func selectFigures(list string) (map[string]bool, error) {
+	selected := map[string]bool{}
+	for _, name := range strings.Split(list, ",") {
+		name = strings.TrimSpace(name)
+		if name == "all" {
+			for _, n := range figureNames {
+				selected[n] = true
+			}
+			continue
+		}
+		known := false
+		for _, n := range figureNames {
+			known = known || n == name
+		}
+		if !known {
+			return nil, fmt.Errorf("unknown figure %q; choose from %s, all", name, strings.Join(figureNames, ", "))
+		}
+		selected[name] = true
+	}
+	return selected, nil
+}
+
+func parseInts(s string) ([]int, error) {
+	var out []int
+	for _, field := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(field))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%q is not a positive number", field)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func joinInts(ns []int) string {
+	parts := make([]string, len(ns))
+	for i, n := range ns {
+		parts[i] = strconv.Itoa(n)
+	}
+	return strings.Join(parts, ",")
+}
+
+func commandLine() string {
+	args := append([]string{"go run ./bench/cmd/electbench"}, os.Args[1:]...)
+	return strings.Join(args, " ")
+}
+
+func logf(w io.Writer, format string, args ...any) {
+	fmt.Fprintf(w, "%s  %s\n", time.Now().Format("15:04:05.000"), fmt.Sprintf(format, args...))
+}

@@ -1,0 +1,6 @@
+// Package micro holds figure 6 of issue 5: micro benchmarks of the engine's
+// actors against an in-memory backend (no Consul, no network), for
+// allocations per acquire, per handover and per renewal.
+//
+//	go test -run '^$' -bench . -benchmem ./bench/micro/
+package micro

@@ -21,11 +21,13 @@
 //     that key, for the life of the Consul cluster.
 //   - Self-fencing: a leader that cannot renew its session publishes
 //     LeadershipLost (and cancels Leadership.Context) no later than
-//     lastRenewSent + SessionTTL − SelfFenceMargin, where lastRenewSent is
-//     when the last successful renew request was sent. Consul cannot expire
-//     the session before lastRenewSent + SessionTTL (in practice it waits
-//     about twice that), so the leader has stopped believing it leads before
-//     another candidate can acquire the key.
+//     lastRenewSent + W − SelfFenceMargin, where lastRenewSent is when the
+//     last successful renew request was sent and W, the fence window, is
+//     min(SessionTTL, LockDelay) (Options.FenceWindow). Consul cannot expire
+//     the session before lastRenewSent + SessionTTL, and when a check
+//     (serfHealth of a dead node or agent) invalidates it earlier, lock-delay
+//     keeps others out for LockDelay: either way the leader has stopped
+//     believing it leads before another candidate can acquire the key.
 //   - A leader learns that its key was deleted, taken or released, or that its
 //     session was invalidated or its health check went critical, from one
 //     blocking query, and steps down before doing anything else.
@@ -34,6 +36,8 @@
 //
 // # Not guaranteed
 //
+//   - With LockDelay under one second, W is SessionTTL: a failure of the
+//     leader's node can then hand leadership over before the leader knows.
 //   - The self-fence deadline assumes this process's clock runs at the same
 //     rate as the Consul servers' (within the margin) and that the process is
 //     not frozen (GC pause, SIGSTOP, VM suspend) around the deadline. A

@@ -61,7 +61,7 @@ type Leadership struct {
 }
 
 // Lost returns how the leadership ended, once Context is done: the reason,
-// and SessionExpiresAt, by when work started as leader must have stopped.
+// and StopBy, by when work started as leader must have stopped.
 func (l *Leadership) Lost() (messages.LeadershipLost, bool) {
 	if lost := l.lost.Load(); lost != nil {
 		return *lost, true

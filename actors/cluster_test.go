@@ -274,9 +274,11 @@ func TestClusterLeaderKeepsLeadershipWhenRaftLeaderIsKilled(t *testing.T) {
 
 	tl := newTimeline()
 	prefix := testPrefix(t)
-	alpha := clusterCandidate(t, cl.Clients[0], "alpha", prefix, time.Second, tl)
+	// Lock-delay as long as the TTL: the fence window (min of the two) then
+	// outlasts a raft election, so the leader rides it out.
+	alpha := clusterCandidate(t, cl.Clients[0], "alpha", prefix, clusterTTL, tl)
 	won := await[messages.LeadershipAcquired](alpha, 15*time.Second, nil)
-	beta := clusterCandidate(t, follower, "beta", prefix, time.Second, tl)
+	beta := clusterCandidate(t, follower, "beta", prefix, clusterTTL, tl)
 	await[messages.LeaderChanged](beta, 15*time.Second, func(e messages.LeaderChanged) bool { return e.LeaderID == "alpha" })
 	cands := []*candidate{alpha, beta}
 
@@ -334,13 +336,12 @@ func TestClusterLeaderKeepsLeadershipWhenRaftLeaderIsKilled(t *testing.T) {
 //   - A crash with the agent down for longer (SIGKILL, back after 15s): serf
 //     declares the node failed 5–6s after the kill, serfHealth goes
 //     critical, and Consul invalidates the session — long before its TTL.
-//     The leader cannot hear of it (its agent is dead), so it leads until its
-//     self-fence deadline, lastRenewSent + SessionTTL − margin, up to 9s
-//     after the kill. Only the lock-delay keeps the standby out meanwhile,
-//     so it must cover that deadline: LockDelay ≥ SessionTTL − margin.
-//     Otherwise there are two leaders: with LockDelay 1s the standby
-//     acquired 6.6–7.3s after the kill and both led at once for 1.7–2.4s;
-//     with DefaultOptions (TTL 30s, LockDelay 15s), for 6.4s.
+//     The leader cannot hear of it (its agent is dead); only the lock-delay
+//     keeps the standby out meanwhile. This test found that a self-fence
+//     deadline of lastRenewSent + SessionTTL − margin let both lead at once
+//     (1.7–2.4s with LockDelay 1s; 6.4s with the defaults). The engine's
+//     deadline now follows the fence window, min(SessionTTL, LockDelay)
+//     (actors.Options.FenceWindow), so it steps down in time.
 func TestClusterClientAgentFailures(t *testing.T) {
 	cl := devconsul.ClusterForTest(t, devconsul.ClusterConfig{Servers: 3, Clients: 2})
 	agent := cl.Clients[0] // alpha's, the one that fails
@@ -380,7 +381,8 @@ func TestClusterClientAgentFailures(t *testing.T) {
 	})
 
 	t.Run("crash and quick restart", func(t *testing.T) {
-		tl, prefix, alpha, beta, won := start(t, time.Second)
+		// A fence window of 5s rides out an agent down for 0.2s.
+		tl, prefix, alpha, beta, won := start(t, 5*time.Second)
 		cands := []*candidate{alpha, beta}
 		if err := agent.Kill(); err != nil {
 			t.Fatal(err)
@@ -408,9 +410,9 @@ func TestClusterClientAgentFailures(t *testing.T) {
 	})
 
 	t.Run("crash past failure detection", func(t *testing.T) {
-		// The rule the doc comment derives: lock-delay covers the leader's
-		// self-fence deadline (the default margin is 10% of the TTL).
-		lockDelay := clusterTTL - clusterTTL/10
+		// A short lock-delay: the engine's fence window follows it, so the
+		// leader steps down before the standby can get in.
+		lockDelay := 2 * time.Second
 		tl, _, alpha, beta, _ := start(t, lockDelay)
 		cands := []*candidate{alpha, beta}
 		// Kill just after a renewal: the leader's deadline is then as late
@@ -434,8 +436,8 @@ func TestClusterClientAgentFailures(t *testing.T) {
 		if lost.to.IsZero() || lost.reason != messages.ReasonRenewDeadline {
 			t.Fatalf("alpha's leadership did not end by its renew deadline:%s", tl)
 		}
-		if limit := renewed.Add(clusterTTL); !lost.to.Before(limit) {
-			t.Fatalf("alpha stepped down at %s, not before %s (last renewal + SessionTTL)", stamp(lost.to), stamp(limit))
+		if limit := renewed.Add(lockDelay); !lost.to.Before(limit) {
+			t.Fatalf("alpha stepped down at %s, not before %s (last renewal + the fence window, min(TTL, LockDelay))", stamp(lost.to), stamp(limit))
 		}
 		acquired := tl.of("beta")[0].from
 		t.Logf("alpha self-fenced %s after the kill; beta acquired %s after the kill (Consul invalidated alpha's session about %s after it)",

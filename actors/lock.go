@@ -277,7 +277,7 @@ func (l *lockActor) stepDown(reason messages.Reason, err error) {
 	l.logger.Info("leadership lost", zap.String("resource", l.resource), zap.String("reason", string(reason)), zap.Error(err))
 	l.publish(messages.LeadershipLost{Resource: l.resource, CandidateID: l.opts.CandidateID, Session: l.session.ID,
 		FencingToken: l.token, Reason: reason, Err: err, At: time.Now(),
-		SessionExpiresAt: l.clock.expiresAt(l.session.ID, l.opts)})
+		StopBy: l.clock.stopBy(l.session.ID, l.opts)})
 	l.token = 0
 	if reason == messages.ReasonResigned || reason == messages.ReasonStopped {
 		if l.work.ctx.Err() == nil {
@@ -315,7 +315,7 @@ func (l *lockActor) withdraw(reason messages.Reason) {
 	if wasLeading {
 		l.leading = false
 		l.publish(messages.LeadershipLost{Resource: l.resource, CandidateID: l.opts.CandidateID, Session: l.session.ID,
-			FencingToken: l.token, Reason: reason, At: time.Now(), SessionExpiresAt: l.clock.expiresAt(l.session.ID, l.opts)})
+			FencingToken: l.token, Reason: reason, At: time.Now(), StopBy: l.clock.stopBy(l.session.ID, l.opts)})
 	}
 	if wasLeading || l.acquiring || (l.session.ID != "" && l.entry.Session == l.session.ID) {
 		l.release(l.session.ID, &released{})

@@ -63,9 +63,9 @@ type Options struct {
 	// invalidated and the leader steps down.
 	HealthCheckID string
 	// SelfFenceMargin: a leader that cannot renew steps down at
-	// lastRenewSent + SessionTTL − SelfFenceMargin (and, with FastFailover,
+	// lastRenewSent + FenceWindow − SelfFenceMargin (and, with FastFailover,
 	// at lastCheckUpdateSent + FastFailoverTTL − SelfFenceMargin). 0 means
-	// 10% of each TTL; it must be less than half of each.
+	// 10% of each window; it must be less than half of each.
 	SelfFenceMargin time.Duration
 
 	// FastFailover registers a per-candidate service with a TTL check of
@@ -112,8 +112,9 @@ func (o Options) Validate() error {
 	if o.LockDelay < 0 || o.LockDelay > MaxLockDelay {
 		bad("LockDelay is %s; it must be between 0s and %s", o.LockDelay, MaxLockDelay)
 	}
-	if o.SelfFenceMargin < 0 || (o.SessionTTL > 0 && o.SelfFenceMargin >= o.SessionTTL/2) {
-		bad("SelfFenceMargin is %s; it must be at least 0s and less than SessionTTL/2 (%s)", o.SelfFenceMargin, o.SessionTTL/2)
+	if window := o.FenceWindow(); o.SelfFenceMargin < 0 || (window > 0 && o.SelfFenceMargin >= window/2) {
+		bad("SelfFenceMargin is %s; it must be at least 0s and less than half the fence window, min(SessionTTL, LockDelay) = %s",
+			o.SelfFenceMargin, window)
 	}
 	if o.FastFailover {
 		ttl := o.failoverTTL()
@@ -216,16 +217,45 @@ func defaultCandidateID() string {
 	return id
 }
 
+// MinFencedLockDelay is the smallest LockDelay the self-fence window follows.
+const MinFencedLockDelay = time.Second
+
+// FenceWindow is how long after the last renewal was sent another candidate
+// may, at the earliest, acquire a key of this candidate's session without it
+// having heard: the session's checks (serfHealth of its node, HealthCheckID)
+// can invalidate it at any moment, and only LockDelay then keeps others out;
+// TTL expiry cannot come before SessionTTL. So the window is
+// min(SessionTTL, LockDelay). The leader renews every (window − margin)/2 and
+// steps down at lastRenewSent + window − margin.
+//
+// With LockDelay under MinFencedLockDelay (0 in tests, or to fail over
+// fastest) the window is SessionTTL: a failure of the leader's node, or of
+// the agent it talks to, can then hand leadership over before the leader can
+// know, and only fencing tokens protect what it writes to.
+func (o Options) FenceWindow() time.Duration {
+	if o.LockDelay >= MinFencedLockDelay && o.LockDelay < o.SessionTTL {
+		return o.LockDelay
+	}
+	return o.SessionTTL
+}
+
 // DefaultFastFailoverTTL is the fast-failover check's TTL when unset.
 const DefaultFastFailoverTTL = 2 * time.Second
 
-// selfFenceMargin is the margin in force before a deadline ttl after the
+// selfFenceMargin is the margin in force before a deadline window after the
 // last successful refresh.
-func (o Options) selfFenceMargin(ttl time.Duration) time.Duration {
+func (o Options) selfFenceMargin(window time.Duration) time.Duration {
 	if o.SelfFenceMargin > 0 {
 		return o.SelfFenceMargin
 	}
-	return ttl / 10
+	return window / 10
+}
+
+// renewEvery is how often the session is renewed: twice per fence window
+// (margin deducted), so that one failed renewal leaves time for retries.
+func (o Options) renewEvery() time.Duration {
+	window := o.FenceWindow()
+	return (window - o.selfFenceMargin(window)) / 2
 }
 
 func (o Options) failoverTTL() time.Duration {

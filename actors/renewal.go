@@ -11,10 +11,10 @@ import (
 	"go.uber.org/zap"
 )
 
-// renewalActor renews the session every TTL/2 and owns the self-fence
-// deadline: when no renewal sent after lastOK has succeeded by
-// lastOK + SessionTTL − margin, it tells the root the session can no longer be
-// relied on, before Consul could have expired it.
+// renewalActor renews the session twice per fence window and owns the
+// self-fence deadline: when no renewal sent after lastOK has succeeded by
+// lastOK + FenceWindow − margin, it tells the root the session can no longer
+// be relied on, before another candidate could have acquired its keys.
 type renewalActor struct {
 	*engine
 	work     *worker
@@ -43,8 +43,8 @@ func (r *renewalActor) Receive(c actor.Context) {
 	switch m := c.Message().(type) {
 	case *actor.Started:
 		r.work = newWorker(c)
-		ttl := r.opts.SessionTTL
-		r.retry = newBackoff(min(500*time.Millisecond, ttl/10), max(ttl/4, time.Second))
+		every := r.opts.renewEvery()
+		r.retry = newBackoff(min(500*time.Millisecond, every/5), max(every/2, time.Second))
 		c.Request(c.Parent(), &messages.ChildStarted{})
 	case *messages.SessionReady:
 		r.forget()
@@ -52,7 +52,7 @@ func (r *renewalActor) Receive(c actor.Context) {
 		r.clock.set(m.ID, m.RenewedAt, m.CheckFedAt)
 		r.refreshed(m.RenewedAt, 0, nil)
 		r.retry.reset()
-		r.schedule(r.opts.SessionTTL / 2)
+		r.schedule(r.opts.renewEvery())
 	case *messages.SessionGone:
 		if m.ID == r.session {
 			r.forget()
@@ -102,13 +102,13 @@ func (r *renewalActor) schedule(d time.Duration) {
 	r.fence()
 }
 
-// fence sets the self-fence deadline: lastOK + SessionTTL − margin, and with
-// FastFailover no later than lastFed + FastFailoverTTL − margin, since Consul
-// invalidates the session when either runs out.
+// fence sets the self-fence deadline: lastOK + FenceWindow − margin, and with
+// FastFailover no later than lastFed + FastFailoverTTL − margin (see
+// Options.FenceWindow).
 func (r *renewalActor) fence() {
 	r.work.cancelTimer(r.deadline)
-	ttl := r.opts.SessionTTL
-	deadline := r.lastOK.Add(ttl - r.opts.selfFenceMargin(ttl))
+	window := r.opts.FenceWindow()
+	deadline := r.lastOK.Add(window - r.opts.selfFenceMargin(window))
 	if r.opts.FastFailover {
 		ttl := r.opts.failoverTTL()
 		deadline = minTime(deadline, r.lastFed.Add(ttl-r.opts.selfFenceMargin(ttl)))
@@ -144,7 +144,7 @@ func (r *renewalActor) finished(c actor.Context, m *renewFinished) {
 		r.clock.set(r.session, m.sentAt, time.Time{})
 		r.retry.reset()
 		c.Send(c.Parent(), &messages.Renewed{ID: r.session, SentAt: m.sentAt})
-		r.schedule(r.opts.SessionTTL / 2)
+		r.schedule(r.opts.renewEvery())
 	case errors.Is(m.err, consul.ErrSessionGone):
 		r.logger.Warn("Consul no longer knows the session", zap.String("session", r.session))
 		c.Send(c.Parent(), &messages.SessionGone{ID: r.session, Reason: messages.ReasonSessionInvalidated, Err: m.err})

@@ -24,7 +24,7 @@ type engine struct {
 	// closeBackend, when set, closes the client NewProps made.
 	closeBackend func()
 	// clock is when the session was last refreshed, written by renewal and
-	// read by the locks when they step down (for SessionExpiresAt).
+	// read by the locks when they step down (for LeadershipLost.StopBy).
 	clock *sessionClock
 }
 
@@ -50,14 +50,15 @@ func (c *sessionClock) set(session string, renewedAt, fedAt time.Time) {
 	}
 }
 
-// expiresAt is the earliest time Consul could invalidate session by TTL.
-func (c *sessionClock) expiresAt(session string, opts Options) time.Time {
+// stopBy is the earliest time another candidate could acquire a key of
+// session without it having heard (see Options.FenceWindow).
+func (c *sessionClock) stopBy(session string, opts Options) time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if session != c.session || c.renewedAt.IsZero() {
 		return time.Time{}
 	}
-	at := c.renewedAt.Add(opts.SessionTTL)
+	at := c.renewedAt.Add(opts.FenceWindow())
 	if opts.FastFailover && !c.fedAt.IsZero() {
 		at = minTime(at, c.fedAt.Add(opts.failoverTTL()))
 	}

@@ -65,10 +65,12 @@ type LeadershipLost struct {
 	Reason       Reason
 	Err          error // the Consul error behind Reason, if any
 	At           time.Time
-	// SessionExpiresAt is the earliest time Consul could invalidate the
-	// session that led, by its TTL (or, with FastFailover, its check's):
-	// work the leader started must be stopped before then. Zero when unknown.
-	SessionExpiresAt time.Time
+	// StopBy is the earliest time another candidate could acquire the key
+	// without this one having heard: the last renewal sent plus the fence
+	// window, min(SessionTTL, LockDelay) (or, with FastFailover, the check's
+	// TTL if sooner). Work the leader started must be stopped by then. Zero
+	// when unknown.
+	StopBy time.Time
 }
 
 // LeaderChanged is published by lock[resource] whenever the observed holder

@@ -26,7 +26,7 @@ func TestBadCommandLinesExitWithCode2NamingTheProblem(t *testing.T) {
 		{[]string{"run", "--resource", "r", "--ttl", "soon", "--", "true"}, []string{"--ttl"}},
 		{[]string{"run", "--resource", "r", "--ttl", "500ms", "--", "true"}, []string{"--ttl 500ms", "between 1s and 24h0m0s"}},
 		{[]string{"run", "--resource", "r", "--ttl", "10s", "--kill-grace", "5s", "--", "true"},
-			[]string{"--ttl 10s is too short for --kill-grace 5s", "raise --ttl above 12.5s or lower --kill-grace below 4s"}},
+			[]string{"--kill-grace 5s is too long for the fence window 10s", "raise --ttl and --lock-delay above 12.5s or lower --kill-grace below 4s"}},
 		{[]string{"run", "--resource", "r", "--lock-delay", "2m", "--", "true"}, []string{"--lock-delay 2m0s"}},
 		{[]string{"run", "--resource", "r", "--kill-grace", "-1s", "--", "true"}, []string{"--kill-grace -1s"}},
 		{[]string{"run", "--resource", "r", "--metrics-addr", "9100", "--", "true"}, []string{"--metrics-addr"}},

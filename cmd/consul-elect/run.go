@@ -95,7 +95,7 @@ func runCommand(env *cli, args []string) error {
 	opts.HealthCheckID = f.healthCheck
 	// The engine must step down early enough for the command to be gone,
 	// kill grace included, TTL/10 before Consul could expire the session.
-	opts.SelfFenceMargin = f.ttl/10 + f.killGrace
+	opts.SelfFenceMargin = f.fenceWindow()/10 + f.killGrace
 	opts.CandidateID = f.id
 	opts.Backend = client
 	opts.Logger = engineLogger
@@ -133,6 +133,13 @@ func runCommand(env *cli, args []string) error {
 	return r.run(ctx)
 }
 
+// fenceWindow is the engine's self-fence window for these flags (see
+// actors.Options.FenceWindow).
+func (f *runFlags) fenceWindow() time.Duration {
+	opts := actors.Options{SessionTTL: f.ttl, LockDelay: f.lockDelay}
+	return opts.FenceWindow()
+}
+
 func (f *runFlags) validate() error {
 	var errs []error
 	if err := f.commonFlags.validate(); err != nil {
@@ -152,13 +159,14 @@ func (f *runFlags) validate() error {
 	switch {
 	case f.killGrace < 0:
 		errs = append(errs, fmt.Errorf("--kill-grace %s: must not be negative", f.killGrace))
-	case f.ttl > 0 && f.ttl/10+f.killGrace >= f.ttl/2:
-		// The leader renews at TTL/2 and must have stopped its command by
-		// TTL − TTL/10 after the last renewal that succeeded; it starts
-		// stopping kill grace before that. Starting before the next
-		// renewal could even be tried leaves no room.
-		errs = append(errs, fmt.Errorf("--ttl %s is too short for --kill-grace %s: a leader that cannot renew must start stopping its command at TTL − TTL/10 − kill grace after its last renewal, which must come after the next renewal at TTL/2; raise --ttl above %s or lower --kill-grace below %s",
-			f.ttl, f.killGrace, f.killGrace*5/2, f.ttl*2/5))
+	case f.ttl > 0 && f.fenceWindow()/10+f.killGrace >= f.fenceWindow()/2:
+		// A leader that cannot renew must have stopped its command by
+		// W − W/10 after its last renewal, W the fence window
+		// min(--ttl, --lock-delay); it starts stopping kill grace before
+		// that, which must leave room for a renewal and its retries.
+		window := f.fenceWindow()
+		errs = append(errs, fmt.Errorf("--kill-grace %s is too long for the fence window %s (the shorter of --ttl %s and --lock-delay %s): a leader that cannot renew must start stopping its command by window − window/10 − kill grace after its last renewal, which must be later than window/2; raise --ttl and --lock-delay above %s or lower --kill-grace below %s",
+			f.killGrace, window, f.ttl, f.lockDelay, f.killGrace*5/2, window*2/5))
 	}
 	if strings.ContainsAny(f.id, "\x00\n\r") || len(f.id) > 256 {
 		errs = append(errs, errors.New("--id: at most 256 characters, no control characters"))
@@ -295,8 +303,8 @@ func (r *runner) startCommand(lead *consulelect.Leadership) (*child, error) {
 // that moment has already passed (this process was frozen).
 func (r *runner) stopCommand(c *child, lead *consulelect.Leadership) {
 	var killBy time.Time // zero: no limit but the grace
-	if lost, ok := lead.Lost(); ok && !lost.SessionExpiresAt.IsZero() {
-		killBy = lost.SessionExpiresAt.Add(-r.flags.ttl / 10)
+	if lost, ok := lead.Lost(); ok && !lost.StopBy.IsZero() {
+		killBy = lost.StopBy.Add(-r.flags.fenceWindow() / 10)
 	}
 	c.stop(r.flags.killGrace, killBy)
 	r.metrics.commandRunning.Set(0)

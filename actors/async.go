@@ -39,6 +39,14 @@ func (w *worker) run(fn func(ctx context.Context) any) {
 	}()
 }
 
+// deliver sends msg to the actor unless it has stopped. Callbacks of
+// asynchronous calls use it.
+func (w *worker) deliver(msg any) {
+	if w.ctx.Err() == nil {
+		w.system.Root.Send(w.self, msg)
+	}
+}
+
 // after sends msg to the actor after d. The timer is stopped by Stop.
 func (w *worker) after(d time.Duration, msg any) *time.Timer {
 	w.mu.Lock()

@@ -36,7 +36,15 @@ type FailoverBackend interface {
 	DeregisterService(ctx context.Context, serviceID string) error
 }
 
+// AsyncAcquirer is implemented by backends that acquire without a goroutine
+// per call (consul.Client batches acquires into transactions): done is called
+// exactly once with the result (or ctx's error) and must not block.
+type AsyncAcquirer interface {
+	AcquireAsync(ctx context.Context, key, session string, value []byte, done func(consul.Entry, error))
+}
+
 var (
 	_ Backend         = (*consul.Client)(nil)
 	_ FailoverBackend = (*consul.Client)(nil)
+	_ AsyncAcquirer   = (*consul.Client)(nil)
 )

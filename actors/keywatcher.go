@@ -33,6 +33,7 @@ type keyWatcher struct {
 	node       string                   // our session's node
 	retry      backoff
 	pending    *messages.KeysChanged // waiting for the check of our session
+	releasing  map[string]bool       // keys our locks release themselves
 	synced     bool                  // the first answer was sent
 }
 
@@ -41,6 +42,7 @@ type (
 	listed struct {
 		entries []consul.Entry
 		index   uint64
+		took    time.Duration
 		err     error
 	}
 	relist        struct{}
@@ -63,6 +65,7 @@ func (w *keyWatcher) Receive(c actor.Context) {
 		w.entries = map[string]consul.Entry{}
 		w.lockDelays = map[string]time.Duration{}
 		w.asked = map[string]bool{}
+		w.releasing = map[string]bool{}
 		w.list()
 		c.Request(c.Parent(), &messages.ChildStarted{})
 	case *messages.SessionReady:
@@ -73,6 +76,8 @@ func (w *keyWatcher) Receive(c actor.Context) {
 		}
 	case *messages.Holding:
 		w.expect(c, m)
+	case *messages.Releasing:
+		w.releasing[m.Key] = true
 	case *relist:
 		w.list()
 	case *listed:
@@ -95,13 +100,30 @@ func (w *keyWatcher) Receive(c actor.Context) {
 	}
 }
 
+// settleAbove is the listing size from which the watcher waits, after a
+// change, as long as its last read took before reading again: every change
+// returns the whole prefix, and while thousands of keys are being acquired
+// back to back, reading it after each transaction would cost more than the
+// acquiring itself. Smaller prefixes are read again at once.
+const settleAbove = 1000
+
+// next starts the next blocking query, after a pause for a large prefix.
+func (w *keyWatcher) next(m *listed) {
+	if len(m.entries) > settleAbove {
+		w.work.after(min(m.took, time.Second), &relist{})
+		return
+	}
+	w.list()
+}
+
 func (w *keyWatcher) list() {
 	index := w.index
 	w.work.run(func(ctx context.Context) any {
 		ctx, cancel := context.WithTimeout(ctx, blockingTimeout(watchWait))
 		defer cancel()
+		start := time.Now()
 		entries, next, err := w.backend.ListPrefix(ctx, w.prefix+"/", index, watchWait)
-		return &listed{entries: entries, index: next, err: err}
+		return &listed{entries: entries, index: next, took: time.Since(start), err: err}
 	})
 }
 
@@ -134,7 +156,7 @@ func (w *keyWatcher) listed(c actor.Context, m *listed) {
 	msg := &messages.KeysChanged{Entries: changed}
 	if !lostOurs {
 		c.Send(c.Parent(), msg)
-		w.list()
+		w.next(m)
 		return
 	}
 	// Keys our session held were released. If Consul invalidated the
@@ -179,17 +201,21 @@ func (w *keyWatcher) diff(list []consul.Entry, observed uint64) (changed []messa
 			// Freed: the lock-delay that may apply is the last holder's.
 			entry.HolderLockDelay = w.holderLockDelay(old.Session)
 		}
-		if existed && old.Session != "" && old.Session == w.session && e.Session != w.session {
+		if existed && old.Session != "" && old.Session == w.session && e.Session != w.session && !w.releasing[e.Key] {
 			lostOurs = true
+		}
+		if e.Session != w.session {
+			delete(w.releasing, e.Key)
 		}
 		changed = append(changed, entry)
 	}
 	for key, old := range w.entries {
 		if _, ok := seen[key]; !ok {
 			changed = append(changed, messages.KeyEntry{Key: key, Observed: observed, HolderLockDelay: w.holderLockDelay(old.Session)})
-			if old.Session != "" && old.Session == w.session {
+			if old.Session != "" && old.Session == w.session && !w.releasing[key] {
 				lostOurs = true
 			}
+			delete(w.releasing, key)
 		}
 	}
 	w.entries = seen

@@ -25,6 +25,7 @@ type lockActor struct {
 	metadata map[string]string
 
 	work    *worker
+	parent  *actor.PID
 	session messages.SessionReady // ID "" while there is none
 	entry   messages.KeyEntry
 	known   bool // entry has been received
@@ -69,7 +70,7 @@ func (f lockFailure) String() string { return "lock: " + f.err.Error() }
 func (l *lockActor) Receive(c actor.Context) {
 	switch m := c.Message().(type) {
 	case *actor.Started:
-		l.work = newWorker(c)
+		l.work, l.parent = newWorker(c), c.Parent()
 		l.delayRetry = newBackoff(50*time.Millisecond, time.Second)
 		c.Request(c.Parent(), &messages.ChildStarted{Resource: l.resource})
 	case *messages.SessionReady:
@@ -217,6 +218,14 @@ func (l *lockActor) acquire() {
 	l.value = consul.EncodeValue(consul.Value{CandidateID: l.opts.CandidateID, Node: session.Node,
 		AcquiredAt: time.Now().UTC(), Metadata: l.metadata})
 	value := l.value
+	if async, ok := l.backend.(AsyncAcquirer); ok {
+		ctx, cancel := context.WithTimeout(l.work.ctx, requestTimeout)
+		async.AcquireAsync(ctx, l.key, session.ID, value, func(entry consul.Entry, err error) {
+			cancel()
+			l.work.deliver(&acquired{gen: gen, entry: entry, err: err})
+		})
+		return
+	}
 	l.work.run(func(ctx context.Context) any {
 		ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 		defer cancel()
@@ -292,6 +301,7 @@ func (l *lockActor) stepDown(reason messages.Reason, err error) {
 func (l *lockActor) release(session string, then any) {
 	value := l.value
 	l.releasing = true
+	l.work.system.Root.Send(l.parent, &messages.Releasing{Key: l.key})
 	l.work.run(func(ctx context.Context) any {
 		ctx, cancel := context.WithTimeout(ctx, destroyTimeout)
 		defer cancel()

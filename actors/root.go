@@ -233,6 +233,8 @@ func (r *electionRoot) Receive(c actor.Context) {
 		r.keysChanged(c, m)
 	case *messages.Holding:
 		c.Send(r.keys, m)
+	case *messages.Releasing:
+		c.Send(r.keys, m)
 	case *messages.Stop:
 		r.stop(c)
 	case *messages.Released:

@@ -53,7 +53,7 @@ type batcher struct {
 type txnRequest struct {
 	ctx  context.Context
 	ops  api.TxnOps
-	done chan txnResult
+	done func(txnResult) // called once, from the batcher's goroutine; must not block
 }
 
 type txnResult struct {
@@ -64,19 +64,32 @@ type txnResult struct {
 // do runs ops, batched with whatever else is pending, and returns their
 // results.
 func (b *batcher) do(ctx context.Context, ops api.TxnOps) (api.TxnResults, error) {
-	req := &txnRequest{ctx: ctx, ops: ops, done: make(chan txnResult, 1)}
-	b.mu.Lock()
-	b.pending = append(b.pending, req)
-	if !b.running {
-		b.running = true
-		go b.run()
-	}
-	b.mu.Unlock()
+	answer := make(chan txnResult, 1)
+	b.submit(ctx, ops, func(res txnResult) { answer <- res })
 	select {
-	case res := <-req.done:
+	case res := <-answer:
 		return res.results, res.err
 	case <-ctx.Done():
 		return nil, ctx.Err()
+	}
+}
+
+// idle reports whether no transaction is pending or being sent.
+func (b *batcher) idle() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return !b.running
+}
+
+// submit queues ops; done is called exactly once with their results (or
+// ctx's error, if it ends before they are sent).
+func (b *batcher) submit(ctx context.Context, ops api.TxnOps, done func(txnResult)) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.pending = append(b.pending, &txnRequest{ctx: ctx, ops: ops, done: done})
+	if !b.running {
+		b.running = true
+		go b.run()
 	}
 }
 
@@ -84,23 +97,30 @@ func (b *batcher) do(ctx context.Context, ops api.TxnOps) (api.TxnResults, error
 func (b *batcher) run() {
 	for {
 		b.mu.Lock()
-		batch, n, size := []*txnRequest{}, 0, 0
+		batch, abandoned, n, size := []*txnRequest{}, []*txnRequest{}, 0, 0
 		for len(b.pending) > 0 && n+len(b.pending[0].ops) <= maxTxnOps &&
 			(len(batch) == 0 || size+bodySize(b.pending[0].ops) <= maxTxnBytes) {
 			req := b.pending[0]
 			b.pending = b.pending[1:]
-			if req.ctx.Err() == nil {
+			if req.ctx.Err() != nil {
+				abandoned = append(abandoned, req) // given up before it was sent
+			} else {
 				batch = append(batch, req)
 				n += len(req.ops)
 				size += bodySize(req.ops)
 			}
 		}
-		if len(batch) == 0 && len(b.pending) == 0 {
+		done := len(batch) == 0 && len(b.pending) == 0
+		if done {
 			b.running = false
-			b.mu.Unlock()
-			return
 		}
 		b.mu.Unlock()
+		for _, req := range abandoned {
+			req.done(txnResult{err: req.ctx.Err()})
+		}
+		if done {
+			return
+		}
 		b.send(batch)
 	}
 }
@@ -123,13 +143,13 @@ func (b *batcher) send(batch []*txnRequest) {
 		switch {
 		case err != nil:
 			for _, req := range batch {
-				req.done <- txnResult{err: err}
+				req.done(txnResult{err: err})
 			}
 			return
 		case ok:
 			at := 0
 			for _, req := range batch {
-				req.done <- txnResult{results: resp.Results[at : at+len(req.ops)]}
+				req.done(txnResult{results: resp.Results[at : at+len(req.ops)]})
 				at += len(req.ops)
 			}
 			return
@@ -148,7 +168,7 @@ func (b *batcher) send(batch []*txnRequest) {
 		rest := batch[:0:0]
 		for i, req := range batch {
 			if reasons, ok := failed[i]; ok {
-				req.done <- txnResult{err: errors.New(strings.Join(reasons, "; "))}
+				req.done(txnResult{err: errors.New(strings.Join(reasons, "; "))})
 			} else {
 				rest = append(rest, req)
 			}

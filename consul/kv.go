@@ -58,11 +58,28 @@ func (c *Client) Get(ctx context.Context, key string) (e Entry, ok bool, err err
 // Errors: ErrLockHeld, ErrLockDelay, ErrSessionGone (the session is invalid),
 // ErrPermissionDenied, or a transient error.
 func (c *Client) Acquire(ctx context.Context, key, session string, value []byte) (Entry, error) {
-	ops := api.TxnOps{
+	results, err := c.batch.do(ctx, acquireOps(key, session, value))
+	return acquired(key, session, results, err)
+}
+
+// AcquireAsync is Acquire without a goroutine per call: done is called
+// exactly once with its result, from the batcher's goroutine (so it must not
+// block). Ten thousand resources campaigning at once
+// then hold no goroutine each.
+func (c *Client) AcquireAsync(ctx context.Context, key, session string, value []byte, done func(Entry, error)) {
+	c.batch.submit(ctx, acquireOps(key, session, value), func(res txnResult) {
+		done(acquired(key, session, res.results, res.err))
+	})
+}
+
+func acquireOps(key, session string, value []byte) api.TxnOps {
+	return api.TxnOps{
 		{KV: &api.KVTxnOp{Verb: api.KVLock, Key: key, Session: session, Value: value, Flags: KeyFlags}},
 		{KV: &api.KVTxnOp{Verb: api.KVGet, Key: key}},
 	}
-	results, err := c.batch.do(ctx, ops)
+}
+
+func acquired(key, session string, results api.TxnResults, err error) (Entry, error) {
 	if err != nil {
 		return Entry{}, wrap("acquire "+key, err)
 	}
@@ -76,9 +93,19 @@ func (c *Client) Acquire(ctx context.Context, key, session string, value []byte)
 // Release unlocks key if session holds it, leaving value in place (the last
 // leader's document) and KeyFlags. Releasing a key the session does not hold
 // changes nothing and is not an error.
+//
+// A lone release is one `PUT ?release=` (a transaction costs Consul more, and
+// a handover waits on it); releases that come together (a Stop with many
+// leaders) are batched into transactions.
 func (c *Client) Release(ctx context.Context, key, session string, value []byte) error {
-	ops := api.TxnOps{{KV: &api.KVTxnOp{Verb: api.KVUnlock, Key: key, Session: session, Value: value, Flags: KeyFlags}}}
-	_, err := c.batch.do(ctx, ops)
+	var err error
+	if c.batch.idle() {
+		// Value and flags are written back as they are: PUT sets both.
+		_, _, err = c.api.KV().Release(&api.KVPair{Key: key, Session: session, Value: value, Flags: KeyFlags}, c.write(ctx))
+	} else {
+		ops := api.TxnOps{{KV: &api.KVTxnOp{Verb: api.KVUnlock, Key: key, Session: session, Value: value, Flags: KeyFlags}}}
+		_, err = c.batch.do(ctx, ops)
+	}
 	err = wrap("release "+key, err)
 	if errors.Is(err, ErrLockHeld) || isNotHeld(err) {
 		return nil

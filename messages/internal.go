@@ -105,6 +105,13 @@ type Holding struct {
 	Token   uint64
 }
 
+// Releasing is sent by lock[resource] to the root, and by the root to the
+// key watcher, before the lock releases its key itself: the watcher then
+// knows that the key losing our session is no news about the session.
+type Releasing struct {
+	Key string
+}
+
 // Released is sent by lock[resource] to the root when, while stopping or
 // withdrawing, it has released its key (or found nothing to release).
 type Released struct {

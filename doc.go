@@ -21,7 +21,7 @@
 //     that key, for the life of the Consul cluster.
 //   - Self-fencing: a leader that cannot renew its session publishes
 //     LeadershipLost (and cancels Leadership.Context) no later than
-//     lastRenewSent + W − SelfFenceMargin, where lastRenewSent is when the
+//     lastRenewSent + W − (W/10 + SelfFenceMargin), where lastRenewSent is when the
 //     last successful renew request was sent and W, the fence window, is
 //     min(SessionTTL, LockDelay) (Options.FenceWindow). Consul cannot expire
 //     the session before lastRenewSent + SessionTTL, and when a check

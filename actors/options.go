@@ -62,10 +62,12 @@ type Options struct {
 	// addition to serfHealth): when it goes critical, the session is
 	// invalidated and the leader steps down.
 	HealthCheckID string
-	// SelfFenceMargin: a leader that cannot renew steps down at
-	// lastRenewSent + FenceWindow − SelfFenceMargin (and, with FastFailover,
-	// at lastCheckUpdateSent + FastFailoverTTL − SelfFenceMargin). 0 means
-	// 10% of each window; it must be less than half of each.
+	// SelfFenceMargin is extra time, on top of 10% of the fence window, by
+	// which a leader that cannot renew steps down early: at lastRenewSent +
+	// W − (W/10 + SelfFenceMargin), W = FenceWindow (and likewise with
+	// FastFailover's check TTL as W). Set it to the time your leader's work
+	// needs to stop (the CLI sets its --kill-grace). It must leave at least
+	// half of each window: W/10 + SelfFenceMargin < W/2.
 	SelfFenceMargin time.Duration
 
 	// FastFailover registers a per-candidate service with a TTL check of
@@ -112,17 +114,18 @@ func (o Options) Validate() error {
 	if o.LockDelay < 0 || o.LockDelay > MaxLockDelay {
 		bad("LockDelay is %s; it must be between 0s and %s", o.LockDelay, MaxLockDelay)
 	}
-	if window := o.FenceWindow(); o.SelfFenceMargin < 0 || (window > 0 && o.SelfFenceMargin >= window/2) {
-		bad("SelfFenceMargin is %s; it must be at least 0s and less than half the fence window, min(SessionTTL, LockDelay) = %s",
-			o.SelfFenceMargin, window)
+	if window := o.FenceWindow(); o.SelfFenceMargin < 0 || (window > 0 && o.selfFenceMargin(window) >= window/2) {
+		bad("SelfFenceMargin is %s; it must be at least 0s and less than %s (the fence window min(SessionTTL, LockDelay) = %s, less its 10%% margin, halved)",
+			o.SelfFenceMargin, window*2/5, window)
 	}
 	if o.FastFailover {
 		ttl := o.failoverTTL()
 		if ttl < MinSessionTTL || ttl > max(o.SessionTTL, MinSessionTTL) {
 			bad("FastFailoverTTL is %s; it must be between %s and SessionTTL (%s)", ttl, MinSessionTTL, o.SessionTTL)
 		}
-		if o.SelfFenceMargin >= ttl/2 {
-			bad("SelfFenceMargin is %s; with FastFailover it must be less than FastFailoverTTL/2 (%s)", o.SelfFenceMargin, ttl/2)
+		if o.selfFenceMargin(ttl) >= ttl/2 {
+			bad("SelfFenceMargin is %s; with FastFailover it must be less than %s (FastFailoverTTL %s, less its 10%% margin, halved)",
+				o.SelfFenceMargin, ttl*2/5, ttl)
 		}
 		if o.Datacenter != "" {
 			bad("FastFailover cannot be used with Datacenter: the check lives on the local agent")
@@ -245,10 +248,7 @@ const DefaultFastFailoverTTL = 2 * time.Second
 // selfFenceMargin is the margin in force before a deadline window after the
 // last successful refresh.
 func (o Options) selfFenceMargin(window time.Duration) time.Duration {
-	if o.SelfFenceMargin > 0 {
-		return o.SelfFenceMargin
-	}
-	return window / 10
+	return window/10 + o.SelfFenceMargin
 }
 
 // renewEvery is how often the session is renewed: twice per fence window

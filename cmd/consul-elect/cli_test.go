@@ -28,6 +28,8 @@ func TestBadCommandLinesExitWithCode2NamingTheProblem(t *testing.T) {
 		{[]string{"run", "--resource", "r", "--ttl", "10s", "--kill-grace", "5s", "--", "true"},
 			[]string{"--kill-grace 5s is too long for the fence window 10s", "raise --ttl and --lock-delay above 12.5s or lower --kill-grace below 4s"}},
 		{[]string{"run", "--resource", "r", "--lock-delay", "2m", "--", "true"}, []string{"--lock-delay 2m0s"}},
+		{[]string{"run", "--resource", "r", "--fast-failover", "--", "true"},
+			[]string{"--fast-failover: --kill-grace 5s is too long", "lower --kill-grace below 800ms"}},
 		{[]string{"run", "--resource", "r", "--kill-grace", "-1s", "--", "true"}, []string{"--kill-grace -1s"}},
 		{[]string{"run", "--resource", "r", "--metrics-addr", "9100", "--", "true"}, []string{"--metrics-addr"}},
 		{[]string{"run", "--resource", "r", "--no-such-flag", "--", "true"}, []string{"--no-such-flag"}},

@@ -48,6 +48,7 @@ type runFlags struct {
 	healthCheck string
 	killGrace   time.Duration
 	metricsAddr string
+	failover    bool
 	command     []string
 }
 
@@ -60,6 +61,8 @@ func runCommand(env *cli, args []string) error {
 	fs.DurationVar(&f.lockDelay, "lock-delay", actors.DefaultLockDelay, "after this candidate's session is invalidated, nobody may lock the key for this long (0s to 60s)")
 	fs.StringVar(&f.healthCheck, "health-check", "", "`ID` of a health check of the local agent: when it goes critical, the leader steps down")
 	fs.DurationVar(&f.killGrace, "kill-grace", defaultKillGrace, "how long the command has to exit after SIGTERM before it is killed with SIGKILL")
+	fs.BoolVar(&f.failover, "fast-failover", false, fmt.Sprintf("register a per-candidate TTL check (%s, refreshed every %s) and bind the session to it: a killed leader is replaced after that TTL instead of up to twice --ttl; needs --kill-grace below %s",
+		actors.DefaultFastFailoverTTL, actors.DefaultFastFailoverTTL/2, actors.DefaultFastFailoverTTL*2/5))
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "serve /metrics (Prometheus) and /healthz (503 once session renewals have failed for a TTL) on this `ADDR`, e.g. 127.0.0.1:9100")
 	if err := parseFlags(env, fs, runSynopsis, args); err != nil {
 		return err
@@ -93,9 +96,10 @@ func runCommand(env *cli, args []string) error {
 	opts.SessionTTL = f.ttl
 	opts.LockDelay = f.lockDelay
 	opts.HealthCheckID = f.healthCheck
+	opts.FastFailover = f.failover
 	// The engine must step down early enough for the command to be gone,
 	// kill grace included, TTL/10 before Consul could expire the session.
-	opts.SelfFenceMargin = f.fenceWindow()/10 + f.killGrace
+	opts.SelfFenceMargin = f.killGrace
 	opts.CandidateID = f.id
 	opts.Backend = client
 	opts.Logger = engineLogger
@@ -167,6 +171,14 @@ func (f *runFlags) validate() error {
 		window := f.fenceWindow()
 		errs = append(errs, fmt.Errorf("--kill-grace %s is too long for the fence window %s (the shorter of --ttl %s and --lock-delay %s): a leader that cannot renew must start stopping its command by window − window/10 − kill grace after its last renewal, which must be later than window/2; raise --ttl and --lock-delay above %s or lower --kill-grace below %s",
 			f.killGrace, window, f.ttl, f.lockDelay, f.killGrace*5/2, window*2/5))
+	}
+	if ttl := actors.DefaultFastFailoverTTL; f.failover && ttl/10+f.killGrace >= ttl/2 {
+		// With fast failover the check's TTL is a second fence window.
+		errs = append(errs, fmt.Errorf("--fast-failover: --kill-grace %s is too long for the fast-failover check's TTL %s; lower --kill-grace below %s",
+			f.killGrace, ttl, ttl*2/5))
+	}
+	if f.failover && f.datacenter != "" {
+		errs = append(errs, errors.New("--fast-failover cannot be used with --datacenter: the check lives on the local agent"))
 	}
 	if strings.ContainsAny(f.id, "\x00\n\r") || len(f.id) > 256 {
 		errs = append(errs, errors.New("--id: at most 256 characters, no control characters"))
@@ -304,7 +316,11 @@ func (r *runner) startCommand(lead *consulelect.Leadership) (*child, error) {
 func (r *runner) stopCommand(c *child, lead *consulelect.Leadership) {
 	var killBy time.Time // zero: no limit but the grace
 	if lost, ok := lead.Lost(); ok && !lost.StopBy.IsZero() {
-		killBy = lost.StopBy.Add(-r.flags.fenceWindow() / 10)
+		window := r.flags.fenceWindow()
+		if r.flags.failover {
+			window = min(window, actors.DefaultFastFailoverTTL)
+		}
+		killBy = lost.StopBy.Add(-window / 10)
 	}
 	c.stop(r.flags.killGrace, killBy)
 	r.metrics.commandRunning.Set(0)

@@ -157,3 +157,23 @@ func TestAFrozenLeaderKillsItsCommandAtOnceWhenItWakes(t *testing.T) {
 	waitFor(t, 30*time.Second, "a new term's command", func() bool { return len(events(t, dir, "start")) > 1 })
 	noOverlap(t, dir)
 }
+
+func TestFastFailoverReplacesAKilledLeaderLongBeforeItsSessionTTL(t *testing.T) {
+	agent := devconsul.ForTest(t, devconsul.Config{})
+	dir := t.TempDir()
+	// A 60s session TTL: without fast failover Consul would take 60–120s.
+	flags := []string{"--ttl", "60s", "--fast-failover"}
+	candidates := map[string]*proc{
+		"a": runCandidate(t, agent, dir, "a", flags...),
+		"b": runCandidate(t, agent, dir, "b", flags...),
+	}
+	first := firstLeader(t, dir)
+	time.Sleep(time.Second) // the standby is campaigning
+	candidates[first.ID].signal(syscall.SIGKILL)
+	killed := time.Now()
+	standby := map[string]string{"a": "b", "b": "a"}[first.ID]
+	waitFor(t, 20*time.Second, "the standby's command to start", func() bool { return len(startedBy(t, dir, standby)) > 0 })
+	t.Logf("the standby leads %s after the leader was killed (check TTL 2s, lock-delay 1s, session TTL 60s)",
+		time.Since(killed).Round(100*time.Millisecond))
+	noOverlap(t, dir)
+}

@@ -3,7 +3,6 @@ package actors_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -32,72 +31,6 @@ func TestAgentRestartReestablishesLeadership(t *testing.T) {
 	entry, ok, err := operator(t, agent).Get(ctxFor(t), c.opts.KeyPrefix+"/"+resource)
 	if err != nil || !ok || entry.Session != again.Session {
 		t.Fatalf("after the restart the key is %+v (ok %v, err %v); want held by %s", entry, ok, err, again.Session)
-	}
-}
-
-// TestLeaderStepsDownBeforeSessionCanExpire freezes the agent (SIGSTOP) so
-// that no renewal can succeed: the leader must step down before
-// lastRenewSent + SessionTTL, the earliest Consul could expire the session.
-func TestLeaderStepsDownBeforeSessionCanExpire(t *testing.T) {
-	agent := devconsul.ForTest(t, devconsul.Config{})
-	opts := fastOptions(t, agent, "alpha")
-	c := startCandidate(t, opts)
-	c.campaign(resource)
-	await[messages.LeadershipAcquired](c, 15*time.Second, nil)
-
-	frozen := time.Now() // every renewal that succeeded was sent before this
-	if err := agent.Pause(); err != nil {
-		t.Fatal(err)
-	}
-	resumed := false
-	defer func() {
-		if !resumed {
-			_ = agent.Resume()
-		}
-	}()
-	lost := await[messages.LeadershipLost](c, 2*opts.SessionTTL, nil)
-	if lost.Reason != messages.ReasonRenewDeadline {
-		t.Fatalf("lost with reason %q; want %q", lost.Reason, messages.ReasonRenewDeadline)
-	}
-	if limit := frozen.Add(opts.SessionTTL); !lost.At.Before(limit) {
-		t.Fatalf("stepped down at %s, not before %s (freeze + SessionTTL)", lost.At.Format(time.StampMilli), limit.Format(time.StampMilli))
-	}
-	if err := agent.Resume(); err != nil {
-		t.Fatal(err)
-	}
-	resumed = true
-	await[messages.LeadershipAcquired](c, 30*time.Second, nil) // campaigns again on a new session
-}
-
-func TestCriticalHealthCheckMakesTheLeaderStepDown(t *testing.T) {
-	client := operator(t, shared)
-	check := fmt.Sprintf("elect-health-%d", time.Now().UnixNano())
-	if err := client.RegisterTTLCheck(ctxFor(t), check, "", time.Hour, "passing"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = client.DeregisterCheck(context.Background(), check) })
-	opts := fastOptions(t, shared, "alpha")
-	opts.HealthCheckID = check
-	c := startCandidate(t, opts)
-	c.campaign(resource)
-	won := await[messages.LeadershipAcquired](c, 15*time.Second, nil)
-
-	if err := client.UpdateCheck(ctxFor(t), check, "critical", "disk on fire"); err != nil {
-		t.Fatal(err)
-	}
-	lost := await[messages.LeadershipLost](c, 5*time.Second, nil)
-	if lost.Reason != messages.ReasonHealthCheckCritical {
-		t.Fatalf("lost with reason %q; want %q", lost.Reason, messages.ReasonHealthCheckCritical)
-	}
-	// No new session can be bound to a critical check: no leadership until
-	// it passes again.
-	none[messages.LeadershipAcquired](c, 2*time.Second, nil)
-	if err := client.UpdateCheck(ctxFor(t), check, "passing", ""); err != nil {
-		t.Fatal(err)
-	}
-	again := await[messages.LeadershipAcquired](c, 15*time.Second, nil)
-	if again.Session == won.Session {
-		t.Fatal("leads again on the invalidated session")
 	}
 }
 

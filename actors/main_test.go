@@ -3,7 +3,6 @@ package actors_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -13,9 +12,7 @@ import (
 	"github.com/excalibur/consul-elect/actors"
 	"github.com/excalibur/consul-elect/consul"
 	"github.com/excalibur/consul-elect/internal/devconsul"
-	"github.com/excalibur/consul-elect/internal/leakcheck"
 	"github.com/excalibur/consul-elect/messages"
-	"go.uber.org/goleak"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 )
@@ -24,25 +21,7 @@ import (
 // Tests that restart, pause or reconfigure an agent start their own.
 var shared *devconsul.Agent
 
-func TestMain(m *testing.M) {
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-	agent, err := devconsul.Start(ctx, devconsul.Config{})
-	cancel()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "starting the Consul dev agent:", err)
-		os.Exit(1)
-	}
-	shared = agent
-	code := m.Run()
-	_ = agent.Stop()
-	if code == 0 {
-		if err := goleak.Find(leakcheck.Options()...); err != nil {
-			fmt.Fprintln(os.Stderr, "goroutines leaked:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { devconsul.TestMain(m, &shared) }
 
 var prefixes atomic.Int64
 

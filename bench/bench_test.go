@@ -2,8 +2,6 @@ package bench_test
 
 import (
 	"context"
-	"fmt"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -14,19 +12,7 @@ import (
 
 var agent *devconsul.Agent
 
-func TestMain(m *testing.M) {
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-	a, err := devconsul.Start(ctx, devconsul.Config{})
-	cancel()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "starting the Consul dev agent:", err)
-		os.Exit(1)
-	}
-	agent = a
-	code := m.Run()
-	_ = a.Stop()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { devconsul.TestMain(m, &agent) }
 
 type testWriter struct{ t *testing.T }
 

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,31 +13,11 @@ import (
 
 	"github.com/excalibur/consul-elect/consul"
 	"github.com/excalibur/consul-elect/internal/devconsul"
-	"github.com/excalibur/consul-elect/internal/leakcheck"
-	"go.uber.org/goleak"
 )
 
 var agent *devconsul.Agent
 
-func TestMain(m *testing.M) {
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-	a, err := devconsul.Start(ctx, devconsul.Config{})
-	cancel()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "starting the Consul dev agent:", err)
-		os.Exit(1)
-	}
-	agent = a
-	code := m.Run()
-	_ = a.Stop()
-	if code == 0 {
-		if err := goleak.Find(leakcheck.Options()...); err != nil {
-			fmt.Fprintln(os.Stderr, "goroutines leaked:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { devconsul.TestMain(m, &agent) }
 
 // countingTransport counts requests per path prefix.
 type countingTransport struct {

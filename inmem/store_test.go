@@ -3,8 +3,6 @@ package inmem_test
 import (
 	"context"
 	"errors"
-	"fmt"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -13,7 +11,6 @@ import (
 	"github.com/excalibur/consul-elect/consul"
 	"github.com/excalibur/consul-elect/inmem"
 	"github.com/excalibur/consul-elect/internal/devconsul"
-	"go.uber.org/goleak"
 )
 
 // The engine's Backend, implemented here (a test, so that package inmem does
@@ -23,30 +20,7 @@ var _ actors.Backend = (*inmem.Store)(nil)
 // agent is the dev agent the conformance table runs its Consul rows on.
 var agent *devconsul.Agent
 
-// TestMain starts the dev agent and checks that nothing outlives the tests.
-// Ignored: protoactor's dead-letter throttle, a timer goroutine the
-// Example's actor system starts at its first dead letter (messages to
-// actors stopping with the engine); it ends by itself one
-// DeadLetterThrottleInterval (1s) later.
-func TestMain(m *testing.M) {
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-	a, err := devconsul.Start(ctx, devconsul.Config{})
-	cancel()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "starting the Consul dev agent:", err)
-		os.Exit(1)
-	}
-	agent = a
-	code := m.Run()
-	_ = agent.Stop()
-	if code == 0 {
-		if err := goleak.Find(goleak.IgnoreTopFunction("github.com/asynkron/protoactor-go/actor.NewDeadLetter.NewThrottle.func4.1")); err != nil {
-			fmt.Fprintln(os.Stderr, "goroutines leaked:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { devconsul.TestMain(m, &agent) }
 
 // newStore returns a store that accepts short TTLs, closed after the test.
 func newStore(t *testing.T, opts ...inmem.Option) *inmem.Store {

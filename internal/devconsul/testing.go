@@ -2,8 +2,13 @@ package devconsul
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"testing"
 	"time"
+
+	"github.com/excalibur/consul-elect/internal/leakcheck"
+	"go.uber.org/goleak"
 )
 
 // forTestTimeout covers a first-time build of Consul (about 5 minutes on
@@ -47,4 +52,31 @@ func ClusterForTest(tb testing.TB, cfg ClusterConfig) *Cluster {
 		}
 	})
 	return c
+}
+
+// TestMain is the whole TestMain of a test package whose tests share one dev
+// agent: it starts the agent into *agent, runs the tests, stops the agent and
+// fails the run if any goroutine outlived the tests (protoactor's dead-letter
+// throttle aside, see internal/leakcheck).
+//
+//	var agent *devconsul.Agent
+//	func TestMain(m *testing.M) { devconsul.TestMain(m, &agent) }
+func TestMain(m *testing.M, agent **Agent) {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	a, err := Start(ctx, Config{})
+	cancel()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "starting the Consul dev agent:", err)
+		os.Exit(1)
+	}
+	*agent = a
+	code := m.Run()
+	_ = a.Stop()
+	if code == 0 {
+		if err := goleak.Find(leakcheck.Options()...); err != nil {
+			fmt.Fprintln(os.Stderr, "goroutines leaked:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }

@@ -321,16 +321,26 @@ func (r *electionRoot) entryOf(resource string) messages.KeyEntry {
 	return messages.KeyEntry{Key: r.eng.prefix + "/" + resource, HolderLockDelay: -1}
 }
 
-// toSessionUsers sends m to every child that follows the session, leaders
-// first.
+// toSessionUsers sends m to every child that follows the session: the locks
+// first when it says the session is gone (leaders step down before anything
+// else), the watchers first when it names a new one (so that they know our
+// session before the locks acquire with it).
 func (r *electionRoot) toSessionUsers(c actor.Context, m any) {
-	for _, pid := range r.locks {
-		c.Send(pid, m)
+	toLocks := func() {
+		for _, pid := range r.locks {
+			c.Send(pid, m)
+		}
+	}
+	if _, gone := m.(*messages.SessionGone); gone {
+		toLocks()
 	}
 	for _, pid := range []*actor.PID{r.renewal, r.keys, r.health} {
 		if pid != nil {
 			c.Send(pid, m)
 		}
+	}
+	if _, gone := m.(*messages.SessionGone); !gone {
+		toLocks()
 	}
 }
 

@@ -2,7 +2,6 @@ package micro
 
 import (
 	"context"
-	"os"
 	"testing"
 	"time"
 
@@ -13,17 +12,8 @@ import (
 )
 
 // Races in the lock actor found while building the harness (issue 5), each
-// forced with an in-memory backend that delays one call. Two were fixed in
-// 91c03a7 and these tests guard them; TestResignDuringAcquireDoesNotLead
-// still fails on the engine, so it is skipped unless
-// CONSUL_ELECT_KNOWN_BUGS=1, to keep the suite green until it is fixed (then
-// remove the skip).
-
-func skipKnownBug(t *testing.T) {
-	if os.Getenv("CONSUL_ELECT_KNOWN_BUGS") == "" {
-		t.Skip("known engine bug (see the harness report of issue 5); set CONSUL_ELECT_KNOWN_BUGS=1 to run")
-	}
-}
+// forced with an in-memory backend that delays one call. All three are fixed
+// (the first two in 91c03a7); these tests guard them.
 
 // events is a test-side candidate: an engine on backend and its events.
 type events struct {
@@ -107,13 +97,9 @@ func (g *gatedBackend) Acquire(ctx context.Context, key, session string, value [
 
 // TestResignDuringAcquireDoesNotLead: a Resign that arrives while the
 // candidate's acquire is in flight must keep it from leading for the
-// hold-off. The engine accepts the acquire's result instead (lock.go: the
-// Resign case neither bumps gen nor does acquired() look at holdOffUntil),
-// so the candidate leads right after resigning, publishes
-// LeadershipAcquired, and keeps the key for the whole hold-off. KNOWN BUG:
-// skipped unless CONSUL_ELECT_KNOWN_BUGS=1.
+// hold-off (the engine used to accept the acquire's result and lead right
+// after resigning, for the whole hold-off).
 func TestResignDuringAcquireDoesNotLead(t *testing.T) {
-	skipKnownBug(t)
 	backend := &gatedBackend{memBackend: newMemBackend(), entered: make(chan struct{}, 16), gate: make(chan struct{})}
 	system := actor.NewActorSystem(actors.WithZapLogger(nil))
 	defer system.Shutdown()

@@ -116,3 +116,32 @@ func TestLockErrorRestartsOnlyThatLockWithBackoff(t *testing.T) {
 	}
 	none[messages.LeadershipLost](c, 500*time.Millisecond, func(e messages.LeadershipLost) bool { return e.Resource == "steady" })
 }
+
+func TestASlowEventStreamSubscriberDoesNotDelayAStepDown(t *testing.T) {
+	c := startCandidate(t, fastOptions(t, shared, "alpha"))
+	c.campaign(resource)
+	won := await[messages.LeadershipAcquired](c, 15*time.Second, nil)
+
+	// A subscriber that blocks on the next event for 10s, as a slow user's
+	// would; the EventStream runs subscribers on the publisher's goroutine.
+	release := make(chan struct{})
+	defer close(release)
+	c.system.EventStream.Subscribe(func(evt any) {
+		if _, ok := evt.(messages.LeadershipLost); ok {
+			select {
+			case <-release:
+			case <-time.After(10 * time.Second):
+			}
+		}
+	})
+	if err := operator(t, shared).DestroySession(ctxFor(t), won.Session); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for c.state(resource).IsLeader {
+		if time.Now().After(deadline) {
+			t.Fatal("still leader 3s after its session was destroyed, while a subscriber was blocked")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

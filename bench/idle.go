@@ -88,6 +88,10 @@ func resourceNames(n int) []string {
 	return names
 }
 
+// idleLockDelay is both sides' lock-delay in figure 4: Consul's and the
+// engine's default.
+const idleLockDelay = 15 * time.Second
+
 // acquireTimeout bounds how long n resources may take to be acquired.
 func acquireTimeout(n int) time.Duration {
 	return 30*time.Second + time.Duration(n)*20*time.Millisecond
@@ -96,8 +100,12 @@ func acquireTimeout(n int) time.Duration {
 func engineIdle(ctx context.Context, env *Env, cfg Config, n int) (idleRun, error) {
 	run := idleRun{n: n}
 	var held atomic.Int64
+	// Lock-delay at its default (15s): the engine renews twice per fence
+	// window, min(TTL, lock-delay), so a 1s lock-delay would cost a renewal
+	// every 0.45s (the price of fencing against node failure); api.Lock
+	// renews every TTL/2 whatever its lock-delay.
 	c, err := startEngine(ctx, env, engineConfig{id: "elect-idle", prefix: env.prefix("idle-elect"), sessionTTL: cfg.IdleTTL,
-		lockDelay: cfg.LockDelay, resources: resourceNames(n), onEvent: countHeld(&held)})
+		lockDelay: idleLockDelay, resources: resourceNames(n), onEvent: countHeld(&held)})
 	if err != nil {
 		return run, err
 	}
@@ -144,7 +152,7 @@ func lockIdle(ctx context.Context, env *Env, cfg Config, n int) (idleRun, error)
 	var locks []*reference.Lock
 	start := time.Now()
 	for i, name := range resourceNames(n) {
-		lock, err := client.NewLock(reference.LockOptions{Key: prefix + "/" + name, SessionTTL: cfg.IdleTTL, LockDelay: cfg.LockDelay})
+		lock, err := client.NewLock(reference.LockOptions{Key: prefix + "/" + name, SessionTTL: cfg.IdleTTL, LockDelay: idleLockDelay})
 		if err != nil {
 			return run, err
 		}

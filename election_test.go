@@ -15,7 +15,7 @@ import (
 
 var agent *devconsul.Agent
 
-func TestMain(m *testing.M) { devconsul.TestMain(m, &agent) }
+func TestMain(m *testing.M) { devconsul.Main(m, &agent) }
 
 func options(t *testing.T, id string) consulelect.Options {
 	opts := consulelect.DefaultOptions()

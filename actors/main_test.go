@@ -21,7 +21,7 @@ import (
 // Tests that restart, pause or reconfigure an agent start their own.
 var shared *devconsul.Agent
 
-func TestMain(m *testing.M) { devconsul.TestMain(m, &shared) }
+func TestMain(m *testing.M) { devconsul.Main(m, &shared) }
 
 var prefixes atomic.Int64
 

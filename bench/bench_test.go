@@ -12,7 +12,7 @@ import (
 
 var agent *devconsul.Agent
 
-func TestMain(m *testing.M) { devconsul.TestMain(m, &agent) }
+func TestMain(m *testing.M) { devconsul.Main(m, &agent) }
 
 type testWriter struct{ t *testing.T }
 

@@ -17,7 +17,7 @@ import (
 
 var agent *devconsul.Agent
 
-func TestMain(m *testing.M) { devconsul.TestMain(m, &agent) }
+func TestMain(m *testing.M) { devconsul.Main(m, &agent) }
 
 // countingTransport counts requests per path prefix.
 type countingTransport struct {

@@ -20,7 +20,7 @@ var _ actors.Backend = (*inmem.Store)(nil)
 // agent is the dev agent the conformance table runs its Consul rows on.
 var agent *devconsul.Agent
 
-func TestMain(m *testing.M) { devconsul.TestMain(m, &agent) }
+func TestMain(m *testing.M) { devconsul.Main(m, &agent) }
 
 // newStore returns a store that accepts short TTLs, closed after the test.
 func newStore(t *testing.T, opts ...inmem.Option) *inmem.Store {

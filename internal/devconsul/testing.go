@@ -54,14 +54,14 @@ func ClusterForTest(tb testing.TB, cfg ClusterConfig) *Cluster {
 	return c
 }
 
-// TestMain is the whole TestMain of a test package whose tests share one dev
+// Main is the whole TestMain of a test package whose tests share one dev
 // agent: it starts the agent into *agent, runs the tests, stops the agent and
 // fails the run if any goroutine outlived the tests (protoactor's dead-letter
 // throttle aside, see internal/leakcheck).
 //
 //	var agent *devconsul.Agent
-//	func TestMain(m *testing.M) { devconsul.TestMain(m, &agent) }
-func TestMain(m *testing.M, agent **Agent) {
+//	func TestMain(m *testing.M) { devconsul.Main(m, &agent) }
+func Main(m *testing.M, agent **Agent) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	a, err := Start(ctx, Config{})
 	cancel()

@@ -118,7 +118,9 @@ func TestLockErrorRestartsOnlyThatLockWithBackoff(t *testing.T) {
 }
 
 func TestASlowEventStreamSubscriberDoesNotDelayAStepDown(t *testing.T) {
-	c := startCandidate(t, fastOptions(t, shared, "alpha"))
+	opts := fastOptions(t, shared, "alpha")
+	opts.LockDelay = 5 * time.Second // no new term right after the destroy
+	c := startCandidate(t, opts)
 	c.campaign(resource)
 	won := await[messages.LeadershipAcquired](c, 15*time.Second, nil)
 

@@ -191,3 +191,13 @@ func printFlags(w io.Writer, fs *flag.FlagSet) {
 		fmt.Fprintf(w, "%s\n        %s\n", line, usage)
 	})
 }
+
+// client builds the Consul client these flags describe; bad settings (a
+// missing CA file, say) are usage errors.
+func (f *commonFlags) client() (*consul.Client, error) {
+	client, err := consul.NewClient(f.consulConfig())
+	if err != nil {
+		return nil, usagef("Consul client settings (CONSUL_* variables): %v", err)
+	}
+	return client, nil
+}

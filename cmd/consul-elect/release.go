@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"strings"
 	"time"
-
-	"github.com/excalibur/consul-elect/consul"
 )
 
 const releaseSynopsis = "consul-elect release --resource NAME [flags] [--destroy-session] [--yes]"
@@ -32,9 +30,9 @@ func releaseCommand(env *cli, args []string) error {
 	if err := f.validate(); err != nil {
 		return err
 	}
-	client, err := consul.NewClient(f.consulConfig())
+	client, err := f.client()
 	if err != nil {
-		return usagef("Consul client settings (CONSUL_* variables): %v", err)
+		return err
 	}
 	defer client.Close()
 

@@ -84,9 +84,9 @@ func runCommand(env *cli, args []string) error {
 			zap.Duration("lock_delay", f.lockDelay), zap.Duration("kill_grace", f.killGrace))
 	}
 
-	client, err := consul.NewClient(f.consulConfig())
+	client, err := f.client()
 	if err != nil {
-		return usagef("Consul client settings (CONSUL_* variables): %v", err)
+		return err
 	}
 	defer client.Close()
 

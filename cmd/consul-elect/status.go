@@ -84,9 +84,9 @@ func statusCommand(env *cli, args []string) error {
 	if err := f.validate(); err != nil {
 		return err
 	}
-	client, err := consul.NewClient(f.consulConfig())
+	client, err := f.client()
 	if err != nil {
-		return usagef("Consul client settings (CONSUL_* variables): %v", err)
+		return err
 	}
 	defer client.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
@@ -124,9 +124,9 @@ func watchCommand(env *cli, args []string) error {
 	}
 	logger := f.newLogger(env.stderr).With(zap.String("key", f.key()))
 	defer func() { _ = logger.Sync() }()
-	client, err := consul.NewClient(f.consulConfig())
+	client, err := f.client()
 	if err != nil {
-		return usagef("Consul client settings (CONSUL_* variables): %v", err)
+		return err
 	}
 	defer client.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

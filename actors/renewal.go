@@ -52,7 +52,7 @@ func (r *renewalActor) Receive(c actor.Context) {
 		r.clock.set(m.ID, m.RenewedAt, m.CheckFedAt)
 		r.refreshed(m.RenewedAt, 0, nil)
 		r.retry.reset()
-		r.schedule(r.opts.renewEvery())
+		r.schedule(time.Until(m.RenewedAt.Add(r.opts.renewEvery())))
 	case *messages.SessionGone:
 		if m.ID == r.session {
 			r.forget()
@@ -98,7 +98,7 @@ func (r *renewalActor) forget() {
 // schedule sets the next renewal in d and the deadline from lastOK.
 func (r *renewalActor) schedule(d time.Duration) {
 	r.work.cancelTimer(r.tick)
-	r.tick = r.work.after(d, &renewTick{gen: r.gen})
+	r.tick = r.work.after(max(d, 0), &renewTick{gen: r.gen})
 	r.fence()
 }
 
@@ -144,7 +144,9 @@ func (r *renewalActor) finished(c actor.Context, m *renewFinished) {
 		r.clock.set(r.session, m.sentAt, time.Time{})
 		r.retry.reset()
 		c.Send(c.Parent(), &messages.Renewed{ID: r.session, SentAt: m.sentAt})
-		r.schedule(r.opts.renewEvery())
+		// Counted from when this renewal was sent, like the deadline: a slow
+		// answer must not push the next renewal towards the deadline.
+		r.schedule(time.Until(m.sentAt.Add(r.opts.renewEvery())))
 	case errors.Is(m.err, consul.ErrSessionGone):
 		r.logger.Warn("Consul no longer knows the session", zap.String("session", r.session))
 		c.Send(c.Parent(), &messages.SessionGone{ID: r.session, Reason: messages.ReasonSessionInvalidated, Err: m.err})

@@ -64,9 +64,7 @@ func (s *sessionActor) Receive(c actor.Context) {
 			// not drop it): destroy it so that it holds nothing.
 			gone := m.ID
 			s.work.run(func(ctx context.Context) any {
-				ctx, cancel := context.WithTimeout(ctx, destroyTimeout)
-				defer cancel()
-				_ = s.backend.DestroySession(ctx, gone)
+				s.destroyUntilGone(ctx, gone)
 				return nil
 			})
 		}
@@ -99,6 +97,30 @@ func (s *sessionActor) Receive(c actor.Context) {
 		if s.id != "" {
 			s.destroy(context.Background(), s.id)
 			s.id = ""
+		}
+	}
+}
+
+// destroyUntilGone destroys a session we stopped trusting, retrying while
+// Consul does not answer (an agent restarting, say): until it is destroyed
+// it holds its keys. After 2×SessionTTL Consul has reaped it anyway.
+func (s *sessionActor) destroyUntilGone(ctx context.Context, id string) {
+	ctx, cancel := context.WithTimeout(ctx, 2*s.opts.SessionTTL)
+	defer cancel()
+	retry := newBackoff(100*time.Millisecond, 2*time.Second)
+	for {
+		attempt, stop := context.WithTimeout(ctx, destroyTimeout)
+		err := s.backend.DestroySession(attempt, id)
+		stop()
+		if err == nil || errors.Is(err, consul.ErrSessionGone) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			s.logger.Warn("could not destroy an abandoned session; Consul reaps it after its TTL",
+				zap.String("session", id), zap.Error(err))
+			return
+		case <-time.After(retry.next()):
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/excalibur/consul-elect/metrics"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 )
@@ -37,11 +38,13 @@ func newRunMetrics(resource string, ttl time.Duration) (*runMetrics, error) {
 		commandStarts: prometheus.NewCounter(prometheus.CounterOpts{Name: "consul_elect_command_starts_total",
 			Help: "Times the command was started, once per term of leadership.", ConstLabels: labels}),
 	}
-	if err := registry.Register(m.commandRunning); err != nil {
-		return nil, err
-	}
-	if err := registry.Register(m.commandStarts); err != nil {
-		return nil, err
+	// The Go runtime's and the process's own series (goroutines, fds,
+	// memory) show leaks inside consul-elect from outside.
+	for _, c := range []prometheus.Collector{m.commandRunning, m.commandStarts,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
+		if err := registry.Register(c); err != nil {
+			return nil, err
+		}
 	}
 	return m, nil
 }

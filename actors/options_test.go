@@ -51,3 +51,20 @@ func TestInvalidOptionsNameTheOptionAndTheAllowedRange(t *testing.T) {
 		t.Fatalf("the defaults are invalid: %v", err)
 	}
 }
+
+func TestMissingFilesAreNamedWhenTheClientIsBuilt(t *testing.T) {
+	for _, tc := range []struct {
+		edit func(*actors.Options)
+		want string
+	}{
+		{func(o *actors.Options) { o.TLS.CAFile = "/no/such/ca.pem" }, "TLS.CAFile"},
+		{func(o *actors.Options) { o.TLS.CertFile = "/no/such/cert.pem" }, "TLS.CertFile"},
+		{func(o *actors.Options) { o.TokenFile = "/no/such/token" }, "TokenFile"},
+	} {
+		opts := actors.DefaultOptions()
+		tc.edit(&opts)
+		if _, err := actors.NewProps(opts); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("NewProps = %v; want an error naming %s", err, tc.want)
+		}
+	}
+}

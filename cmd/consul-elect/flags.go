@@ -201,3 +201,15 @@ func (f *commonFlags) client() (*consul.Client, error) {
 	}
 	return client, nil
 }
+
+// parse parses the arguments of a command that takes flags only (status,
+// watch, release) and checks the common flags.
+func (f *commonFlags) parse(env *cli, fs *flag.FlagSet, synopsis string, args []string) error {
+	if err := parseFlags(env, fs, synopsis, args); err != nil {
+		return err
+	}
+	if err := noArgs(fs.Args()); err != nil {
+		return err
+	}
+	return f.validate()
+}

@@ -21,13 +21,7 @@ func releaseCommand(env *cli, args []string) error {
 	f.register(fs)
 	fs.BoolVar(&destroy, "destroy-session", false, "destroy the holder's session instead: it loses every key it holds, and they stay locked for its lock-delay")
 	fs.BoolVar(&yes, "yes", false, "do not ask for confirmation")
-	if err := parseFlags(env, fs, releaseSynopsis, args); err != nil {
-		return err
-	}
-	if err := noArgs(fs.Args()); err != nil {
-		return err
-	}
-	if err := f.validate(); err != nil {
+	if err := f.parse(env, fs, releaseSynopsis, args); err != nil {
 		return err
 	}
 	client, err := f.client()

@@ -75,13 +75,7 @@ func statusCommand(env *cli, args []string) error {
 	fs := newFlagSet("status")
 	f.register(fs)
 	fs.BoolVar(&asJSON, "json", false, "print one JSON object: resource, leader_id, node, session, fencing_token, since")
-	if err := parseFlags(env, fs, statusSynopsis, args); err != nil {
-		return err
-	}
-	if err := noArgs(fs.Args()); err != nil {
-		return err
-	}
-	if err := f.validate(); err != nil {
+	if err := f.parse(env, fs, statusSynopsis, args); err != nil {
 		return err
 	}
 	client, err := f.client()
@@ -113,13 +107,7 @@ func watchCommand(env *cli, args []string) error {
 	fs := newFlagSet("watch")
 	f.register(fs)
 	fs.BoolVar(&asJSON, "json", false, "print one JSON object per change, with the keys of status --json")
-	if err := parseFlags(env, fs, watchSynopsis, args); err != nil {
-		return err
-	}
-	if err := noArgs(fs.Args()); err != nil {
-		return err
-	}
-	if err := f.validate(); err != nil {
+	if err := f.parse(env, fs, watchSynopsis, args); err != nil {
 		return err
 	}
 	logger := f.newLogger(env.stderr).With(zap.String("key", f.key()))

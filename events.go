@@ -3,6 +3,8 @@ package consulelect
 import (
 	"sync"
 	"time"
+
+	"github.com/excalibur/consul-elect/messages"
 )
 
 // drainGrace is how long, after Stop, the events channel waits for a reader
@@ -14,8 +16,8 @@ const drainGrace = 2 * time.Second
 // It queues nothing until channel is first called.
 type eventQueue struct {
 	mu      sync.Mutex
-	queue   []any
-	out     chan any
+	queue   []messages.Event
+	out     chan messages.Event
 	wake    chan struct{}
 	started bool
 	closed  bool
@@ -25,7 +27,7 @@ func newEventQueue() *eventQueue {
 	return &eventQueue{wake: make(chan struct{}, 1)}
 }
 
-func (q *eventQueue) push(evt any) {
+func (q *eventQueue) push(evt messages.Event) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if !q.started || q.closed {
@@ -43,12 +45,12 @@ func (q *eventQueue) signal() {
 }
 
 // channel starts the queue on first use and returns its channel.
-func (q *eventQueue) channel() <-chan any {
+func (q *eventQueue) channel() <-chan messages.Event {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if !q.started {
 		q.started = true
-		q.out = make(chan any)
+		q.out = make(chan messages.Event)
 		if q.closed {
 			close(q.out)
 		} else {
@@ -64,7 +66,7 @@ func (q *eventQueue) run() {
 	for {
 		q.mu.Lock()
 		closed, empty := q.closed, len(q.queue) == 0
-		var next any
+		var next messages.Event
 		if !empty {
 			next = q.queue[0]
 		}

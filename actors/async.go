@@ -8,11 +8,11 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 )
 
-// worker runs an actor's blocking calls off its mailbox. Each call runs in a
+// calls runs an actor's blocking calls off its mailbox. Each call runs in a
 // goroutine with a context that Stop cancels; its result comes back to the
 // actor as a message. Stop waits for every goroutine, so nothing outlives the
 // actor. Timers likewise send a message to the actor when they fire.
-type worker struct {
+type calls struct {
 	system *actor.ActorSystem
 	self   *actor.PID
 	ctx    context.Context
@@ -22,13 +22,13 @@ type worker struct {
 	mu     sync.Mutex
 }
 
-func newWorker(c actor.Context) *worker {
+func newCalls(c actor.Context) *calls {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &worker{system: c.ActorSystem(), self: c.Self(), ctx: ctx, cancel: cancel, timers: map[*time.Timer]struct{}{}}
+	return &calls{system: c.ActorSystem(), self: c.Self(), ctx: ctx, cancel: cancel, timers: map[*time.Timer]struct{}{}}
 }
 
 // run calls fn in a goroutine and sends its result to the actor.
-func (w *worker) run(fn func(ctx context.Context) any) {
+func (w *calls) run(fn func(ctx context.Context) any) {
 	w.wg.Add(1)
 	go func() {
 		defer w.wg.Done()
@@ -41,14 +41,14 @@ func (w *worker) run(fn func(ctx context.Context) any) {
 
 // deliver sends msg to the actor unless it has stopped. Callbacks of
 // asynchronous calls use it.
-func (w *worker) deliver(msg any) {
+func (w *calls) deliver(msg any) {
 	if w.ctx.Err() == nil {
 		w.system.Root.Send(w.self, msg)
 	}
 }
 
 // after sends msg to the actor after d. The timer is stopped by Stop.
-func (w *worker) after(d time.Duration, msg any) *time.Timer {
+func (w *calls) after(d time.Duration, msg any) *time.Timer {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	var t *time.Timer
@@ -66,7 +66,7 @@ func (w *worker) after(d time.Duration, msg any) *time.Timer {
 }
 
 // cancelTimer stops t if it has not fired.
-func (w *worker) cancelTimer(t *time.Timer) {
+func (w *calls) cancelTimer(t *time.Timer) {
 	if t == nil {
 		return
 	}
@@ -77,7 +77,7 @@ func (w *worker) cancelTimer(t *time.Timer) {
 }
 
 // stop cancels every call and timer and waits for the calls to return.
-func (w *worker) stop() {
+func (w *calls) stop() {
 	w.cancel()
 	w.mu.Lock()
 	for t := range w.timers {

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/excalibur/consul-elect/consul"
+	"github.com/excalibur/consul-elect/messages"
 )
 
 // Backend is what the engine needs of Consul. *consul.Client implements it;
@@ -19,12 +20,16 @@ type Backend interface {
 	ListPrefix(ctx context.Context, prefix string, index uint64, wait time.Duration) ([]consul.Entry, uint64, error)
 	Acquire(ctx context.Context, key, session string, value []byte) (consul.Entry, error)
 	Release(ctx context.Context, key, session string, value []byte) error
+	Proclaim(ctx context.Context, key, session string, value []byte) (consul.Entry, error)
 	NodeCheck(ctx context.Context, node, checkID string, index uint64, wait time.Duration) (consul.Check, uint64, error)
 }
 
-// Observer is told what the engine does; package metrics implements it.
+// Observer is told what the engine does, synchronously, on the actors'
+// goroutines: every event the moment it is published (before the EventStream
+// hears of it), every session refresh and every failed Consul request. Its
+// methods must return at once. Package metrics implements it.
 type Observer interface {
-	Event(evt any)
+	Event(evt messages.Event)
 	Refreshed(sentAt time.Time, took time.Duration, err error)
 	ConsulError(op string, err error)
 }

@@ -4,36 +4,37 @@ import (
 	"sync"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/excalibur/consul-elect/messages"
 	"go.uber.org/zap"
 )
 
 // eventBus publishes the engine's events without ever blocking the actor that
-// publishes them. Listeners (the Go API) are called synchronously and must not
+// publishes them. The Observer, if any, is called synchronously and must not
 // block; the actor system's EventStream, which is synchronous and runs every
 // subscriber on the publisher's goroutine, is fed from a queue by a goroutine
 // of its own, so a slow or panicking subscriber cannot delay a step-down.
 type eventBus struct {
-	system    *actor.ActorSystem
-	listeners []func(any)
-	logger    *zap.Logger
+	system   *actor.ActorSystem
+	observer Observer // may be nil
+	logger   *zap.Logger
 
 	mu     sync.Mutex
-	queue  []any
+	queue  []messages.Event
 	wake   chan struct{}
 	closed bool
 	done   chan struct{}
 }
 
-func newEventBus(system *actor.ActorSystem, listeners []func(any), logger *zap.Logger) *eventBus {
-	b := &eventBus{system: system, listeners: listeners, logger: logger, wake: make(chan struct{}, 1), done: make(chan struct{})}
+func newEventBus(system *actor.ActorSystem, observer Observer, logger *zap.Logger) *eventBus {
+	b := &eventBus{system: system, observer: observer, logger: logger, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	go b.run()
 	return b
 }
 
-// publish hands evt to the listeners and queues it for the EventStream.
-func (b *eventBus) publish(evt any) {
-	for _, listen := range b.listeners {
-		listen(evt)
+// publish hands evt to the observer and queues it for the EventStream.
+func (b *eventBus) publish(evt messages.Event) {
+	if b.observer != nil {
+		b.observer.Event(evt)
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -64,7 +65,7 @@ func (b *eventBus) run() {
 	}
 }
 
-func (b *eventBus) deliver(evt any) {
+func (b *eventBus) deliver(evt messages.Event) {
 	defer func() {
 		if r := recover(); r != nil {
 			b.logger.Error("an EventStream subscriber panicked", zap.Any("panic", r))

@@ -54,7 +54,7 @@ type recorder struct {
 	id string
 }
 
-func (r *recorder) Event(evt any) {
+func (r *recorder) Event(evt messages.Event) {
 	r.tl.mu.Lock()
 	defer r.tl.mu.Unlock()
 	switch e := evt.(type) {
@@ -341,7 +341,7 @@ func TestClusterLeaderKeepsLeadershipWhenRaftLeaderIsKilled(t *testing.T) {
 //     deadline of lastRenewSent + SessionTTL − margin let both lead at once
 //     (1.7–2.4s with LockDelay 1s; 6.4s with the defaults). The engine's
 //     deadline now follows the fence window, min(SessionTTL, LockDelay)
-//     (actors.Options.FenceWindow), so it steps down in time.
+//     (actors.Timing.FenceWindow), so it steps down in time.
 func TestClusterClientAgentFailures(t *testing.T) {
 	cl := devconsul.ClusterForTest(t, devconsul.ClusterConfig{Servers: 3, Clients: 2})
 	agent := cl.Clients[0] // alpha's, the one that fails

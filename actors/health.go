@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"github.com/excalibur/consul-elect/messages"
+	"github.com/excalibur/consul-elect/internal/protocol"
 	"go.uber.org/zap"
 )
 
@@ -21,7 +21,7 @@ import (
 // session's lock-delay.
 type healthWatcher struct {
 	*engine
-	work     *worker
+	calls    *calls
 	node     string
 	session  string
 	index    uint64
@@ -49,25 +49,25 @@ type (
 func (h *healthWatcher) Receive(c actor.Context) {
 	switch m := c.Message().(type) {
 	case *actor.Started:
-		h.work = newWorker(c)
+		h.calls = newCalls(c)
 		h.retry = newBackoff(100*time.Millisecond, 5*time.Second)
-		c.Request(c.Parent(), &messages.ChildStarted{})
+		c.Request(c.Parent(), &protocol.ChildStarted{})
 		if h.opts.FastFailover {
 			h.feed()
 		}
 	case *feedTick:
 		h.feed()
 	case *fed:
-		every := h.opts.failoverTTL() / 2
+		every := h.timing.CheckUpdateEvery
 		if m.err != nil {
 			h.consulError("refresh fast-failover check", m.err)
 			h.logger.Warn("refreshing the fast-failover check failed; retrying", zap.Error(m.err))
-			every = h.opts.failoverTTL() / 10
+			every = h.timing.CheckRetryEvery
 		} else {
-			c.Send(c.Parent(), &messages.CheckFed{SessionID: h.session, SentAt: m.sentAt})
+			c.Send(c.Parent(), &protocol.CheckFed{SessionID: h.session, SentAt: m.sentAt})
 		}
-		h.work.after(max(time.Until(m.sentAt.Add(every)), 0), &feedTick{})
-	case *messages.SessionReady:
+		h.calls.after(max(time.Until(m.sentAt.Add(every)), 0), &feedTick{})
+	case *protocol.SessionReady:
 		h.session, h.reported = m.ID, false
 		if h.opts.HealthCheckID == "" {
 			return
@@ -91,25 +91,25 @@ func (h *healthWatcher) Receive(c actor.Context) {
 			wait := h.retry.next()
 			h.logger.Warn("watching the health check failed; retrying", zap.String("check", h.opts.HealthCheckID),
 				zap.Error(m.err), zap.Duration("in", wait))
-			h.work.after(wait, &rewatch{gen: h.gen})
+			h.calls.after(wait, &rewatch{gen: h.gen})
 			return
 		}
 		h.retry.reset()
 		h.index = m.index
 		if m.critical && !h.reported && h.session != "" {
 			h.reported = true
-			c.Send(c.Parent(), &messages.HealthCritical{CheckID: h.opts.HealthCheckID, Output: m.output})
+			c.Send(c.Parent(), &protocol.HealthCritical{CheckID: h.opts.HealthCheckID, Output: m.output})
 		}
 		h.read()
 	case *actor.Stopping, *actor.Restarting:
-		h.work.stop()
+		h.calls.stop()
 	}
 }
 
 func (h *healthWatcher) feed() {
 	checkID := h.opts.failoverCheck().CheckID
-	h.work.run(func(ctx context.Context) any {
-		ctx, cancel := context.WithTimeout(ctx, h.opts.failoverTTL())
+	h.calls.run(func(ctx context.Context) any {
+		ctx, cancel := context.WithTimeout(ctx, h.timing.CheckTTL)
 		defer cancel()
 		sentAt := time.Now()
 		return &fed{sentAt: sentAt, err: h.failover.UpdateCheck(ctx, checkID, "passing", "")}
@@ -118,7 +118,7 @@ func (h *healthWatcher) feed() {
 
 func (h *healthWatcher) read() {
 	gen, node, index := h.gen, h.node, h.index
-	h.work.run(func(ctx context.Context) any {
+	h.calls.run(func(ctx context.Context) any {
 		ctx, cancel := context.WithTimeout(ctx, blockingTimeout(watchWait))
 		defer cancel()
 		check, next, err := h.backend.NodeCheck(ctx, node, h.opts.HealthCheckID, index, watchWait)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/excalibur/consul-elect/consul"
+	"github.com/excalibur/consul-elect/internal/protocol"
 	"github.com/excalibur/consul-elect/messages"
 	"go.uber.org/zap"
 )
@@ -24,7 +25,7 @@ import (
 // invalidated session can be locked again.
 type keyWatcher struct {
 	*engine
-	work       *worker
+	calls      *calls
 	index      uint64
 	entries    map[string]consul.Entry
 	lockDelays map[string]time.Duration // holder session → its lock-delay
@@ -32,7 +33,7 @@ type keyWatcher struct {
 	session    string                   // ours
 	node       string                   // our session's node
 	retry      backoff
-	pending    *messages.KeysChanged // waiting for the check of our session
+	pending    *protocol.KeysChanged // waiting for the check of our session
 	releasing  map[string]bool       // keys our locks release themselves
 	synced     bool                  // the first answer was sent
 }
@@ -51,7 +52,7 @@ type (
 		lockDelay time.Duration
 		gone      bool
 	}
-	ourSessionChecked struct{ gone *messages.SessionGone }
+	ourSessionChecked struct{ gone *protocol.SessionGone }
 )
 
 // watchWait is how long one blocking query waits at most.
@@ -60,23 +61,23 @@ const watchWait = 5 * time.Minute
 func (w *keyWatcher) Receive(c actor.Context) {
 	switch m := c.Message().(type) {
 	case *actor.Started:
-		w.work = newWorker(c)
+		w.calls = newCalls(c)
 		w.retry = newBackoff(100*time.Millisecond, 5*time.Second)
 		w.entries = map[string]consul.Entry{}
 		w.lockDelays = map[string]time.Duration{}
 		w.asked = map[string]bool{}
 		w.releasing = map[string]bool{}
 		w.list()
-		c.Request(c.Parent(), &messages.ChildStarted{})
-	case *messages.SessionReady:
+		c.Request(c.Parent(), &protocol.ChildStarted{})
+	case *protocol.SessionReady:
 		w.session, w.node = m.ID, m.Node
-	case *messages.SessionGone:
+	case *protocol.SessionGone:
 		if m.ID == w.session {
 			w.session = ""
 		}
-	case *messages.Holding:
+	case *protocol.Holding:
 		w.expect(c, m)
-	case *messages.Releasing:
+	case *protocol.Releasing:
 		w.releasing[m.Key] = true
 	case *relist:
 		w.list()
@@ -96,7 +97,7 @@ func (w *keyWatcher) Receive(c actor.Context) {
 			w.lockDelays[m.id] = m.lockDelay
 		}
 	case *actor.Stopping, *actor.Restarting:
-		w.work.stop()
+		w.calls.stop()
 	}
 }
 
@@ -110,7 +111,7 @@ const settleAbove = 1000
 // next starts the next blocking query, after a pause for a large prefix.
 func (w *keyWatcher) next(m *listed) {
 	if len(m.entries) > settleAbove {
-		w.work.after(min(m.took, time.Second), &relist{})
+		w.calls.after(min(m.took, time.Second), &relist{})
 		return
 	}
 	w.list()
@@ -118,7 +119,7 @@ func (w *keyWatcher) next(m *listed) {
 
 func (w *keyWatcher) list() {
 	index := w.index
-	w.work.run(func(ctx context.Context) any {
+	w.calls.run(func(ctx context.Context) any {
 		ctx, cancel := context.WithTimeout(ctx, blockingTimeout(watchWait))
 		defer cancel()
 		start := time.Now()
@@ -138,7 +139,7 @@ func (w *keyWatcher) listed(c actor.Context, m *listed) {
 			w.publish(messages.ElectionError{Op: "watch " + w.prefix + "/", Err: m.err, At: time.Now()})
 		}
 		w.logger.Warn("watching the lock keys failed; retrying", zap.Error(m.err), zap.Duration("in", wait))
-		w.work.after(wait, &relist{})
+		w.calls.after(wait, &relist{})
 		return
 	}
 	// The first answer is sent even when empty: it tells the locks their
@@ -153,7 +154,7 @@ func (w *keyWatcher) listed(c actor.Context, m *listed) {
 		w.list()
 		return
 	}
-	msg := &messages.KeysChanged{Entries: changed}
+	msg := &protocol.KeysChanged{Entries: changed}
 	if !lostOurs {
 		c.Send(c.Parent(), msg)
 		w.next(m)
@@ -165,13 +166,13 @@ func (w *keyWatcher) listed(c actor.Context, m *listed) {
 	// tell the root.
 	w.pending = msg
 	id, node := w.session, w.node
-	w.work.run(func(ctx context.Context) any {
+	w.calls.run(func(ctx context.Context) any {
 		ctx, cancel := context.WithTimeout(ctx, time.Second)
 		defer cancel()
 		if _, err := w.backend.SessionInfo(ctx, id); !errors.Is(err, consul.ErrSessionGone) {
 			return &ourSessionChecked{}
 		}
-		gone := &messages.SessionGone{ID: id, Reason: messages.ReasonSessionInvalidated}
+		gone := &protocol.SessionGone{ID: id, Reason: messages.ReasonSessionInvalidated}
 		if check := w.opts.HealthCheckID; check != "" {
 			if state, _, err := w.backend.NodeCheck(ctx, node, check, 0, 0); err == nil && state.Critical() {
 				gone.Reason = messages.ReasonHealthCheckCritical
@@ -184,7 +185,7 @@ func (w *keyWatcher) listed(c actor.Context, m *listed) {
 
 // diff updates the snapshot and returns the entries that changed (deleted
 // keys with Exists false) and whether a key held by our session lost it.
-func (w *keyWatcher) diff(list []consul.Entry, observed uint64) (changed []messages.KeyEntry, lostOurs bool) {
+func (w *keyWatcher) diff(list []consul.Entry, observed uint64) (changed []protocol.KeyEntry, lostOurs bool) {
 	seen := make(map[string]consul.Entry, len(list))
 	for _, e := range list {
 		if !isLockKey(w.prefix, e.Key) {
@@ -211,7 +212,7 @@ func (w *keyWatcher) diff(list []consul.Entry, observed uint64) (changed []messa
 	}
 	for key, old := range w.entries {
 		if _, ok := seen[key]; !ok {
-			changed = append(changed, messages.KeyEntry{Key: key, Observed: observed, HolderLockDelay: w.holderLockDelay(old.Session)})
+			changed = append(changed, protocol.KeyEntry{Key: key, Observed: observed, HolderLockDelay: w.holderLockDelay(old.Session)})
 			if old.Session != "" && old.Session == w.session && !w.releasing[key] {
 				lostOurs = true
 			}
@@ -227,25 +228,25 @@ func (w *keyWatcher) diff(list []consul.Entry, observed uint64) (changed []messa
 // it, the acquired entry stands in for the key until the next listing, so
 // that a deletion or a takeover before that listing shows as a change. If the
 // listing is newer, it already tells what became of the key: say it again.
-func (w *keyWatcher) expect(c actor.Context, m *messages.Holding) {
+func (w *keyWatcher) expect(c actor.Context, m *protocol.Holding) {
 	if w.index < m.Token || !w.synced {
 		if old, ok := w.entries[m.Key]; !ok || old.ModifyIndex < m.Token {
 			w.entries[m.Key] = consul.Entry{Key: m.Key, Session: m.Session, Flags: consul.KeyFlags, ModifyIndex: m.Token}
 		}
 		return
 	}
-	entry := messages.KeyEntry{Key: m.Key, Observed: w.index, HolderLockDelay: -1}
+	entry := protocol.KeyEntry{Key: m.Key, Observed: w.index, HolderLockDelay: -1}
 	if e, ok := w.entries[m.Key]; ok {
 		entry = w.decode(e)
 		entry.Observed = w.index
 	}
-	c.Send(c.Parent(), &messages.KeysChanged{Entries: []messages.KeyEntry{entry}})
+	c.Send(c.Parent(), &protocol.KeysChanged{Entries: []protocol.KeyEntry{entry}})
 }
 
 // decode turns a Consul entry into a KeyEntry, asking for the holder
 // session's lock-delay the first time it is seen.
-func (w *keyWatcher) decode(e consul.Entry) messages.KeyEntry {
-	entry := messages.KeyEntry{
+func (w *keyWatcher) decode(e consul.Entry) protocol.KeyEntry {
+	entry := protocol.KeyEntry{
 		Key: e.Key, Exists: true, Session: e.Session, Flags: e.Flags,
 		LockIndex: e.LockIndex, ModifyIndex: e.ModifyIndex,
 		Foreign: e.Flags != consul.KeyFlags, HolderLockDelay: -1,
@@ -279,7 +280,7 @@ func (w *keyWatcher) lookUp(session string) {
 		return
 	}
 	w.asked[session] = true
-	w.work.run(func(ctx context.Context) any {
+	w.calls.run(func(ctx context.Context) any {
 		info, err := w.backend.SessionInfo(ctx, session)
 		if err != nil {
 			return &sessionLooked{id: session, gone: true}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/excalibur/consul-elect/consul"
+	"github.com/excalibur/consul-elect/internal/protocol"
 	"github.com/excalibur/consul-elect/messages"
 	"go.uber.org/zap"
 )
@@ -24,10 +25,10 @@ type lockActor struct {
 	key      string
 	metadata map[string]string
 
-	work    *worker
+	calls   *calls
 	parent  *actor.PID
-	session messages.SessionReady // ID "" while there is none
-	entry   messages.KeyEntry
+	session protocol.SessionReady // ID "" while there is none
+	entry   protocol.KeyEntry
 	known   bool // entry has been received
 
 	acquiring bool
@@ -70,20 +71,20 @@ func (f lockFailure) String() string { return "lock: " + f.err.Error() }
 func (l *lockActor) Receive(c actor.Context) {
 	switch m := c.Message().(type) {
 	case *actor.Started:
-		l.work, l.parent = newWorker(c), c.Parent()
+		l.calls, l.parent = newCalls(c), c.Parent()
 		l.delayRetry = newBackoff(50*time.Millisecond, time.Second)
-		c.Request(c.Parent(), &messages.ChildStarted{Resource: l.resource})
-	case *messages.SessionReady:
+		c.Request(c.Parent(), &protocol.ChildStarted{Resource: l.resource})
+	case *protocol.SessionReady:
 		l.session = *m
 		l.consider()
-	case *messages.SessionGone:
+	case *protocol.SessionGone:
 		if m.ID == l.session.ID {
 			l.stepDown(m.Reason, m.Err) // while l.session still names the session that led
-			l.session = messages.SessionReady{}
+			l.session = protocol.SessionReady{}
 			l.gen++
 			l.acquiring = false
 		}
-	case *messages.KeyState:
+	case *protocol.KeyState:
 		if l.leading && m.Entry.Observed < l.token {
 			return // read before our acquisition: it says nothing about it
 		}
@@ -113,10 +114,10 @@ func (l *lockActor) Receive(c actor.Context) {
 			l.stepDown(messages.ReasonResigned, nil)
 		}
 		// This hold-off replaces any earlier one, shorter or longer.
-		l.work.cancelTimer(l.retryAt)
+		l.calls.cancelTimer(l.retryAt)
 		l.retryAt = nil
 		if m.HoldOff > 0 {
-			l.retryAt = l.work.after(m.HoldOff, &retryAcquire{})
+			l.retryAt = l.calls.after(m.HoldOff, &retryAcquire{})
 		}
 		l.consider()
 	case *messages.GetState:
@@ -129,21 +130,21 @@ func (l *lockActor) Receive(c actor.Context) {
 	case *releaseDone:
 		l.releasing = false
 		if _, ok := m.then.(*released); ok {
-			c.Send(c.Parent(), &messages.Released{Resource: l.resource})
+			c.Send(c.Parent(), &protocol.Released{Resource: l.resource})
 		}
 		l.consider()
 	case *actor.Stopping:
-		l.work.stop()
+		l.calls.stop()
 		l.stepDown(messages.ReasonStopped, nil)
 	case *actor.Restarting:
-		l.work.stop()
+		l.calls.stop()
 		l.stepDown(messages.ReasonError, nil)
 	}
 }
 
 // observe takes in the latest entry of the key: a leader checks it still
 // holds it; everyone reports a change of leader.
-func (l *lockActor) observe(e messages.KeyEntry) {
+func (l *lockActor) observe(e protocol.KeyEntry) {
 	prev := l.entry
 	l.entry, l.known = e, true
 	if prev.Session != "" && e.Session == "" && prev.Session != l.session.ID {
@@ -161,7 +162,7 @@ func (l *lockActor) observe(e messages.KeyEntry) {
 				// Released by someone else (an operator moving leadership):
 				// let another candidate have it.
 				l.holdOffUntil = time.Now().Add(max(l.opts.LockDelay, releasedHoldOff))
-				l.retryAt = l.work.after(time.Until(l.holdOffUntil), &retryAcquire{})
+				l.retryAt = l.calls.after(time.Until(l.holdOffUntil), &retryAcquire{})
 			}
 		}
 	}
@@ -219,14 +220,14 @@ func (l *lockActor) acquire() {
 		AcquiredAt: time.Now().UTC(), Metadata: l.metadata})
 	value := l.value
 	if async, ok := l.backend.(AsyncAcquirer); ok {
-		ctx, cancel := context.WithTimeout(l.work.ctx, requestTimeout)
+		ctx, cancel := context.WithTimeout(l.calls.ctx, requestTimeout)
 		async.AcquireAsync(ctx, l.key, session.ID, value, func(entry consul.Entry, err error) {
 			cancel()
-			l.work.deliver(&acquired{gen: gen, entry: entry, err: err})
+			l.calls.deliver(&acquired{gen: gen, entry: entry, err: err})
 		})
 		return
 	}
-	l.work.run(func(ctx context.Context) any {
+	l.calls.run(func(ctx context.Context) any {
 		ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 		defer cancel()
 		entry, err := l.backend.Acquire(ctx, l.key, session.ID, value)
@@ -243,7 +244,7 @@ func (l *lockActor) acquired(c actor.Context, m *acquired) {
 	case m.err == nil:
 		l.leading, l.token = true, m.entry.ModifyIndex
 		l.delayRetry.reset()
-		c.Send(c.Parent(), &messages.Holding{Key: l.key, Session: l.session.ID, Token: l.token})
+		c.Send(c.Parent(), &protocol.Holding{Key: l.key, Session: l.session.ID, Token: l.token})
 		l.logger.Info("leadership acquired", zap.String("resource", l.resource),
 			zap.String("session", l.session.ID), zap.Uint64("fencing_token", l.token))
 		l.publish(messages.LeadershipAcquired{Resource: l.resource, Key: l.key, CandidateID: l.opts.CandidateID,
@@ -254,9 +255,9 @@ func (l *lockActor) acquired(c actor.Context, m *acquired) {
 	case errors.Is(m.err, consul.ErrLockHeld):
 		// Someone was faster; the key watcher shows who.
 	case errors.Is(m.err, consul.ErrLockDelay):
-		l.retryAt = l.work.after(l.lockDelayLeft(), &retryAcquire{})
+		l.retryAt = l.calls.after(l.lockDelayLeft(), &retryAcquire{})
 	case errors.Is(m.err, consul.ErrSessionGone):
-		c.Send(c.Parent(), &messages.SessionGone{ID: l.session.ID, Reason: messages.ReasonSessionInvalidated, Err: m.err})
+		c.Send(c.Parent(), &protocol.SessionGone{ID: l.session.ID, Reason: messages.ReasonSessionInvalidated, Err: m.err})
 	default:
 		l.publish(messages.ElectionError{Resource: l.resource, Op: "acquire", Err: m.err, At: time.Now()})
 		panic(lockFailure{m.err})
@@ -286,10 +287,10 @@ func (l *lockActor) stepDown(reason messages.Reason, err error) {
 	l.logger.Info("leadership lost", zap.String("resource", l.resource), zap.String("reason", string(reason)), zap.Error(err))
 	l.publish(messages.LeadershipLost{Resource: l.resource, CandidateID: l.opts.CandidateID, Session: l.session.ID,
 		FencingToken: l.token, Reason: reason, Err: err, At: time.Now(),
-		StopBy: l.clock.stopBy(l.session.ID, l.opts)})
+		StopBy: l.refreshes.stopBy(l.session.ID, l.timing)})
 	l.token = 0
 	if reason == messages.ReasonResigned || reason == messages.ReasonStopped {
-		if l.work.ctx.Err() == nil {
+		if l.calls.ctx.Err() == nil {
 			l.release(l.session.ID, nil)
 		}
 	}
@@ -301,8 +302,8 @@ func (l *lockActor) stepDown(reason messages.Reason, err error) {
 func (l *lockActor) release(session string, then any) {
 	value := l.value
 	l.releasing = true
-	l.work.system.Root.Send(l.parent, &messages.Releasing{Key: l.key})
-	l.work.run(func(ctx context.Context) any {
+	l.calls.system.Root.Send(l.parent, &protocol.Releasing{Key: l.key})
+	l.calls.run(func(ctx context.Context) any {
 		ctx, cancel := context.WithTimeout(ctx, destroyTimeout)
 		defer cancel()
 		if err := l.backend.Release(ctx, l.key, session, value); err != nil {
@@ -325,11 +326,11 @@ func (l *lockActor) withdraw(reason messages.Reason) {
 	if wasLeading {
 		l.leading = false
 		l.publish(messages.LeadershipLost{Resource: l.resource, CandidateID: l.opts.CandidateID, Session: l.session.ID,
-			FencingToken: l.token, Reason: reason, At: time.Now(), StopBy: l.clock.stopBy(l.session.ID, l.opts)})
+			FencingToken: l.token, Reason: reason, At: time.Now(), StopBy: l.refreshes.stopBy(l.session.ID, l.timing)})
 	}
 	if wasLeading || l.acquiring || (l.session.ID != "" && l.entry.Session == l.session.ID) {
 		l.release(l.session.ID, &released{})
 		return
 	}
-	l.work.run(func(context.Context) any { return &releaseDone{then: &released{}} })
+	l.calls.run(func(context.Context) any { return &releaseDone{then: &released{}} })
 }

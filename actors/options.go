@@ -17,6 +17,9 @@ const (
 	DefaultKeyPrefix  = "excalibur/leader-election"
 	DefaultSessionTTL = 30 * time.Second
 	DefaultLockDelay  = 15 * time.Second
+	// DefaultDrainTimeout leaves the leader's work time to finish what it
+	// is doing before a standby may start.
+	DefaultDrainTimeout = 10 * time.Second
 
 	MinSessionTTL = time.Second
 	MaxSessionTTL = 24 * time.Hour
@@ -64,14 +67,20 @@ type Options struct {
 	HealthCheckID string
 	// SelfFenceMargin is extra time, on top of 10% of the fence window, by
 	// which a leader that cannot renew steps down early: at lastRenewSent +
-	// W − (W/10 + SelfFenceMargin), W = FenceWindow (and likewise with
-	// FastFailover's check TTL as W). Set it to the time your leader's work
-	// needs to stop (the CLI sets its --kill-grace). It must leave at least
-	// half of each window: W/10 + SelfFenceMargin < W/2.
+	// W − (W/10 + SelfFenceMargin), W the fence window (and likewise with
+	// FastFailover's check TTL as W); see Timing. Set it to the time your
+	// leader's work needs to stop (the CLI sets its --kill-grace). It must
+	// leave more than half of each window: W/10 + SelfFenceMargin < W/2.
 	SelfFenceMargin time.Duration
+	// DrainTimeout bounds how long a voluntary end of a term (Resign,
+	// Withdraw, Stop, the end of Election.Run) waits for the leader's work
+	// (Campaign.Worker, Run's function) to stop before releasing the key
+	// anyway, with a warning. 0: release as soon as the work is told to stop.
+	DrainTimeout time.Duration
 
 	// FastFailover registers a per-candidate service with a TTL check of
-	// FastFailoverTTL on the local agent, refreshes it every TTL/2, binds the
+	// FastFailoverTTL on the local agent, updates it within the check's own
+	// fence window (Timing.CheckUpdateEvery), binds the
 	// session to it and deregisters it on Stop. A candidate that dies loses
 	// its session when the check goes critical (FastFailoverTTL) instead of
 	// when Consul reaps the session (up to 2×SessionTTL).
@@ -100,7 +109,8 @@ type Options struct {
 
 // DefaultOptions returns the seed's defaults.
 func DefaultOptions() Options {
-	return Options{KeyPrefix: DefaultKeyPrefix, SessionTTL: DefaultSessionTTL, LockDelay: DefaultLockDelay}
+	return Options{KeyPrefix: DefaultKeyPrefix, SessionTTL: DefaultSessionTTL, LockDelay: DefaultLockDelay,
+		DrainTimeout: DefaultDrainTimeout}
 }
 
 // Validate checks every option before anything is sent to Consul. The error
@@ -114,18 +124,22 @@ func (o Options) Validate() error {
 	if o.LockDelay < 0 || o.LockDelay > MaxLockDelay {
 		bad("LockDelay is %s; it must be between 0s and %s", o.LockDelay, MaxLockDelay)
 	}
-	if window := o.FenceWindow(); o.SelfFenceMargin < 0 || (window > 0 && o.selfFenceMargin(window) >= window/2) {
-		bad("SelfFenceMargin is %s; it must be at least 0s and less than %s (the fence window min(SessionTTL, LockDelay) = %s, less its 10%% margin, halved)",
-			o.SelfFenceMargin, window*2/5, window)
+	timing := o.Timing()
+	if window := timing.FenceWindow; o.SelfFenceMargin < 0 || (window > 0 && timing.StepDownAfter <= window/2) {
+		bad("SelfFenceMargin is %s; it must be between 0s and %s for the fence window %s (min(SessionTTL, LockDelay)): a leader that cannot renew steps down at window − window/10 − SelfFenceMargin, which must be later than half the window; lower SelfFenceMargin or raise SessionTTL and LockDelay",
+			o.SelfFenceMargin, maxMargin(window), window)
+	}
+	if o.DrainTimeout < 0 {
+		bad("DrainTimeout is %s; it must not be negative (DefaultOptions sets %s)", o.DrainTimeout, DefaultDrainTimeout)
 	}
 	if o.FastFailover {
-		ttl := o.failoverTTL()
+		ttl := timing.CheckTTL
 		if ttl < MinSessionTTL || ttl > max(o.SessionTTL, MinSessionTTL) {
 			bad("FastFailoverTTL is %s; it must be between %s and SessionTTL (%s)", ttl, MinSessionTTL, o.SessionTTL)
 		}
-		if o.selfFenceMargin(ttl) >= ttl/2 {
-			bad("SelfFenceMargin is %s; with FastFailover it must be less than %s (FastFailoverTTL %s, less its 10%% margin, halved)",
-				o.SelfFenceMargin, ttl*2/5, ttl)
+		if o.SelfFenceMargin >= 0 && timing.CheckStepDownAfter <= ttl/2 {
+			bad("SelfFenceMargin is %s; with FastFailover it must be at most %s for FastFailoverTTL %s (the check's step-down point, TTL − TTL/10 − SelfFenceMargin, must be later than half its TTL); lower SelfFenceMargin or raise FastFailoverTTL",
+				o.SelfFenceMargin, maxMargin(ttl), ttl)
 		}
 		if o.Datacenter != "" {
 			bad("FastFailover cannot be used with Datacenter: the check lives on the local agent")
@@ -223,39 +237,98 @@ func defaultCandidateID() string {
 // MinFencedLockDelay is the smallest LockDelay the self-fence window follows.
 const MinFencedLockDelay = time.Second
 
-// FenceWindow is how long after the last renewal was sent another candidate
-// may, at the earliest, acquire a key of this candidate's session without it
-// having heard: the session's checks (serfHealth of its node, HealthCheckID)
-// can invalidate it at any moment, and only LockDelay then keeps others out;
-// TTL expiry cannot come before SessionTTL. So the window is
-// min(SessionTTL, LockDelay). The leader renews every (window − margin)/2 and
-// steps down at lastRenewSent + window − margin.
-//
-// With LockDelay under MinFencedLockDelay (0 in tests, or to fail over
-// fastest) the window is SessionTTL: a failure of the leader's node, or of
-// the agent it talks to, can then hand leadership over before the leader can
-// know, and only fencing tokens protect what it writes to.
-func (o Options) FenceWindow() time.Duration {
-	if o.LockDelay >= MinFencedLockDelay && o.LockDelay < o.SessionTTL {
-		return o.LockDelay
-	}
-	return o.SessionTTL
-}
-
 // DefaultFastFailoverTTL is the fast-failover check's TTL when unset.
 const DefaultFastFailoverTTL = 2 * time.Second
 
-// selfFenceMargin is the margin in force before a deadline window after the
-// last successful refresh.
-func (o Options) selfFenceMargin(window time.Duration) time.Duration {
-	return window/10 + o.SelfFenceMargin
+// Timing is when an engine with these options renews its session, retries,
+// and steps down: the one source of these figures for the engine, the
+// command-line tool, metrics and healthz. Every duration counts from when the
+// last successful renewal (or check update) was sent.
+type Timing struct {
+	// FenceWindow (W) is how long after the last renewal was sent another
+	// candidate may, at the earliest, acquire a key of this candidate's
+	// session without it having heard. The session's checks (serfHealth of
+	// its node, HealthCheckID) can invalidate it at any moment, and only
+	// LockDelay then keeps others out; TTL expiry cannot come before
+	// SessionTTL. So W is min(SessionTTL, LockDelay).
+	//
+	// With LockDelay under MinFencedLockDelay (0 in tests, or to fail over
+	// fastest) W is SessionTTL: a failure of the leader's node, or of the
+	// agent it talks to, can then hand leadership over before the leader can
+	// know, and only fencing tokens protect what it writes to.
+	FenceWindow time.Duration
+	// StepDownAfter is when a leader that could not renew steps down:
+	// W − W/10 − SelfFenceMargin. W/10 allows for clocks running at
+	// different rates; SelfFenceMargin is the time the leader's work needs
+	// to stop.
+	StepDownAfter time.Duration
+	// RenewEvery is the interval between renewals: StepDownAfter/2, so that
+	// the second half of the window is left for retries.
+	RenewEvery time.Duration
+	// RetryEvery is the interval between attempts once a renewal has failed
+	// with a transient error (HTTP 5xx or 429, a transport error):
+	// StepDownAfter/10, between 100ms and 1s. A denied token is retried no
+	// more than once a second.
+	RetryEvery time.Duration
+	// MaxSelfFenceMargin is the largest SelfFenceMargin these options
+	// accept (rounded down to 100ms): a step-down point later than half
+	// of every window.
+	MaxSelfFenceMargin time.Duration
+
+	// With FastFailover, the same for the candidate's check: its TTL (C),
+	// the step-down point C − C/10 − SelfFenceMargin after the last update
+	// was sent, the update interval (half of that) and the retry interval.
+	// Zero without FastFailover.
+	CheckTTL           time.Duration
+	CheckStepDownAfter time.Duration
+	CheckUpdateEvery   time.Duration
+	CheckRetryEvery    time.Duration
 }
 
-// renewEvery is how often the session is renewed: twice per fence window
-// (margin deducted), so that one failed renewal leaves time for retries.
-func (o Options) renewEvery() time.Duration {
-	window := o.FenceWindow()
-	return (window - o.selfFenceMargin(window)) / 2
+// Timing returns the timing of these options; see Timing.
+func (o Options) Timing() Timing {
+	window := o.SessionTTL
+	if o.LockDelay >= MinFencedLockDelay && o.LockDelay < o.SessionTTL {
+		window = o.LockDelay
+	}
+	t := Timing{FenceWindow: window}
+	t.StepDownAfter, t.RenewEvery, t.RetryEvery = o.schedule(window)
+	t.MaxSelfFenceMargin = maxMargin(window)
+	if o.FastFailover {
+		t.CheckTTL = o.failoverTTL()
+		t.CheckStepDownAfter, t.CheckUpdateEvery, t.CheckRetryEvery = o.schedule(t.CheckTTL)
+		t.MaxSelfFenceMargin = min(t.MaxSelfFenceMargin, maxMargin(t.CheckTTL))
+	}
+	return t
+}
+
+// schedule is the step-down point, refresh interval and retry interval for
+// one deadline window.
+func (o Options) schedule(window time.Duration) (stepDownAfter, every, retry time.Duration) {
+	stepDownAfter = window - window/10 - o.SelfFenceMargin
+	every = stepDownAfter / 2
+	retry = min(max(stepDownAfter/10, 100*time.Millisecond), time.Second)
+	return stepDownAfter, every, retry
+}
+
+// maxMargin is the largest SelfFenceMargin that leaves a step-down point
+// later than half of window, rounded down to 100ms.
+func maxMargin(window time.Duration) time.Duration {
+	limit := window*2/5 - 1 // SelfFenceMargin + W/10 < W/2
+	return max(limit.Truncate(100*time.Millisecond), 0)
+}
+
+// stopBy is when work started as leader must be gone, for a session last
+// renewed at renewedAt and a check last updated at fedAt (zero: unknown).
+func (t Timing) stopBy(renewedAt, fedAt time.Time) time.Time {
+	if renewedAt.IsZero() {
+		return time.Time{}
+	}
+	at := renewedAt.Add(t.FenceWindow - t.FenceWindow/10)
+	if t.CheckTTL > 0 && !fedAt.IsZero() {
+		at = minTime(at, fedAt.Add(t.CheckTTL-t.CheckTTL/10))
+	}
+	return at
 }
 
 func (o Options) failoverTTL() time.Duration {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/excalibur/consul-elect/consul"
+	"github.com/excalibur/consul-elect/internal/protocol"
 	"github.com/excalibur/consul-elect/messages"
 	"go.uber.org/zap"
 )
@@ -17,7 +18,7 @@ import (
 // be relied on, before another candidate could have acquired its keys.
 type renewalActor struct {
 	*engine
-	work     *worker
+	calls    *calls
 	session  string
 	gen      uint64 // one per session; drops results and timers of older ones
 	lastOK   time.Time
@@ -42,25 +43,25 @@ type (
 func (r *renewalActor) Receive(c actor.Context) {
 	switch m := c.Message().(type) {
 	case *actor.Started:
-		r.work = newWorker(c)
-		every := r.opts.renewEvery()
+		r.calls = newCalls(c)
+		every := r.timing.RenewEvery
 		r.retry = newBackoff(min(500*time.Millisecond, every/5), max(every/2, time.Second))
-		c.Request(c.Parent(), &messages.ChildStarted{})
-	case *messages.SessionReady:
+		c.Request(c.Parent(), &protocol.ChildStarted{})
+	case *protocol.SessionReady:
 		r.forget()
 		r.session, r.lastOK, r.lastFed = m.ID, m.RenewedAt, m.CheckFedAt
-		r.clock.set(m.ID, m.RenewedAt, m.CheckFedAt)
+		r.refreshes.set(m.ID, m.RenewedAt, m.CheckFedAt)
 		r.refreshed(m.RenewedAt, 0, nil)
 		r.retry.reset()
-		r.schedule(time.Until(m.RenewedAt.Add(r.opts.renewEvery())))
-	case *messages.SessionGone:
+		r.schedule(time.Until(m.RenewedAt.Add(r.timing.RenewEvery)))
+	case *protocol.SessionGone:
 		if m.ID == r.session {
 			r.forget()
 		}
-	case *messages.CheckFed:
+	case *protocol.CheckFed:
 		if m.SessionID == r.session && m.SentAt.After(r.lastFed) {
 			r.lastFed = m.SentAt
-			r.clock.set(r.session, time.Time{}, m.SentAt)
+			r.refreshes.set(r.session, time.Time{}, m.SentAt)
 			r.fence()
 		}
 	case *renewTick:
@@ -79,11 +80,11 @@ func (r *renewalActor) Receive(c actor.Context) {
 			}
 			r.logger.Warn("no renewal succeeded in time; stepping down before the session can expire",
 				zap.String("session", r.session), zap.Time("last_renew_sent", r.lastOK), zap.Error(r.lastErr))
-			c.Send(c.Parent(), &messages.SessionGone{ID: r.session, Reason: reason, Err: r.lastErr})
+			c.Send(c.Parent(), &protocol.SessionGone{ID: r.session, Reason: reason, Err: r.lastErr})
 			r.forget()
 		}
 	case *actor.Stopping, *actor.Restarting:
-		r.work.stop()
+		r.calls.stop()
 	}
 }
 
@@ -91,14 +92,14 @@ func (r *renewalActor) Receive(c actor.Context) {
 func (r *renewalActor) forget() {
 	r.gen++
 	r.session, r.renewing, r.lastErr = "", false, nil
-	r.work.cancelTimer(r.tick)
-	r.work.cancelTimer(r.deadline)
+	r.calls.cancelTimer(r.tick)
+	r.calls.cancelTimer(r.deadline)
 }
 
 // schedule sets the next renewal in d and the deadline from lastOK.
 func (r *renewalActor) schedule(d time.Duration) {
-	r.work.cancelTimer(r.tick)
-	r.tick = r.work.after(max(d, 0), &renewTick{gen: r.gen})
+	r.calls.cancelTimer(r.tick)
+	r.tick = r.calls.after(max(d, 0), &renewTick{gen: r.gen})
 	r.fence()
 }
 
@@ -106,14 +107,12 @@ func (r *renewalActor) schedule(d time.Duration) {
 // FastFailover no later than lastFed + FastFailoverTTL − margin (see
 // Options.FenceWindow).
 func (r *renewalActor) fence() {
-	r.work.cancelTimer(r.deadline)
-	window := r.opts.FenceWindow()
-	deadline := r.lastOK.Add(window - r.opts.selfFenceMargin(window))
+	r.calls.cancelTimer(r.deadline)
+	deadline := r.lastOK.Add(r.timing.StepDownAfter)
 	if r.opts.FastFailover {
-		ttl := r.opts.failoverTTL()
-		deadline = minTime(deadline, r.lastFed.Add(ttl-r.opts.selfFenceMargin(ttl)))
+		deadline = minTime(deadline, r.lastFed.Add(r.timing.CheckStepDownAfter))
 	}
-	r.deadline = r.work.after(max(time.Until(deadline), 0), &deadlineTick{gen: r.gen})
+	r.deadline = r.calls.after(max(time.Until(deadline), 0), &deadlineTick{gen: r.gen})
 }
 
 func minTime(a, b time.Time) time.Time {
@@ -126,7 +125,7 @@ func minTime(a, b time.Time) time.Time {
 func (r *renewalActor) renew() {
 	r.renewing = true
 	gen, id := r.gen, r.session
-	r.work.run(func(ctx context.Context) any {
+	r.calls.run(func(ctx context.Context) any {
 		ctx, cancel := context.WithTimeout(ctx, r.opts.SessionTTL)
 		defer cancel()
 		sentAt := time.Now()
@@ -141,15 +140,15 @@ func (r *renewalActor) finished(c actor.Context, m *renewFinished) {
 	switch {
 	case m.err == nil:
 		r.lastOK, r.lastErr = m.sentAt, nil
-		r.clock.set(r.session, m.sentAt, time.Time{})
+		r.refreshes.set(r.session, m.sentAt, time.Time{})
 		r.retry.reset()
-		c.Send(c.Parent(), &messages.Renewed{ID: r.session, SentAt: m.sentAt})
+		c.Send(c.Parent(), &protocol.Renewed{ID: r.session, SentAt: m.sentAt})
 		// Counted from when this renewal was sent, like the deadline: a slow
 		// answer must not push the next renewal towards the deadline.
-		r.schedule(time.Until(m.sentAt.Add(r.opts.renewEvery())))
+		r.schedule(time.Until(m.sentAt.Add(r.timing.RenewEvery)))
 	case errors.Is(m.err, consul.ErrSessionGone):
 		r.logger.Warn("Consul no longer knows the session", zap.String("session", r.session))
-		c.Send(c.Parent(), &messages.SessionGone{ID: r.session, Reason: messages.ReasonSessionInvalidated, Err: m.err})
+		c.Send(c.Parent(), &protocol.SessionGone{ID: r.session, Reason: messages.ReasonSessionInvalidated, Err: m.err})
 		r.forget()
 	default:
 		r.consulError("renew session", m.err)
@@ -159,7 +158,7 @@ func (r *renewalActor) finished(c actor.Context, m *renewFinished) {
 			r.publish(messages.ElectionError{Op: "renew session", Err: m.err, At: time.Now()})
 		}
 		r.logger.Warn("renewing the session failed; retrying", zap.String("session", r.session), zap.Error(m.err), zap.Duration("in", wait))
-		r.work.cancelTimer(r.tick)
-		r.tick = r.work.after(wait, &renewTick{gen: r.gen})
+		r.calls.cancelTimer(r.tick)
+		r.tick = r.calls.after(wait, &renewTick{gen: r.gen})
 	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/excalibur/consul-elect/consul"
+	"github.com/excalibur/consul-elect/internal/protocol"
 	"github.com/excalibur/consul-elect/messages"
 	"go.uber.org/zap"
 )
@@ -17,7 +18,7 @@ import (
 // left of it and creates a new one. On Stop it destroys the session.
 type sessionActor struct {
 	*engine
-	work     *worker
+	calls    *calls
 	id       string
 	gen      uint64 // tags create results; a result of an older generation is dropped
 	retry    backoff
@@ -45,7 +46,7 @@ const destroyTimeout = 3 * time.Second
 func (s *sessionActor) Receive(c actor.Context) {
 	switch m := c.Message().(type) {
 	case *actor.Started:
-		s.work = newWorker(c)
+		s.calls = newCalls(c)
 		s.retry = newBackoff(100*time.Millisecond, 5*time.Second)
 		s.create()
 	case *createSession:
@@ -54,7 +55,7 @@ func (s *sessionActor) Receive(c actor.Context) {
 		}
 	case *sessionCreated:
 		s.created(c, m)
-	case *messages.SessionGone:
+	case *protocol.SessionGone:
 		if m.ID != s.id || s.stopping {
 			return
 		}
@@ -63,7 +64,7 @@ func (s *sessionActor) Receive(c actor.Context) {
 			// It may still exist in Consul (we stopped trusting it, Consul did
 			// not drop it): destroy it so that it holds nothing.
 			gone := m.ID
-			s.work.run(func(ctx context.Context) any {
+			s.calls.run(func(ctx context.Context) any {
 				s.destroyUntilGone(ctx, gone)
 				return nil
 			})
@@ -74,7 +75,7 @@ func (s *sessionActor) Receive(c actor.Context) {
 		s.gen++ // a create in flight is dropped; its session expires by TTL
 		id := s.id
 		s.id = ""
-		s.work.run(func(ctx context.Context) any {
+		s.calls.run(func(ctx context.Context) any {
 			if id != "" {
 				s.destroy(ctx, id)
 			}
@@ -86,14 +87,14 @@ func (s *sessionActor) Receive(c actor.Context) {
 			c.Send(s.replyTo, &messages.Stopped{})
 		}
 	case *actor.Stopping:
-		s.work.stop()
+		s.calls.stop()
 		if s.id != "" {
 			s.destroy(context.Background(), s.id)
 			s.id = ""
 		}
 		s.deregisterCheck(context.Background())
 	case *actor.Restarting:
-		s.work.stop()
+		s.calls.stop()
 		if s.id != "" {
 			s.destroy(context.Background(), s.id)
 			s.id = ""
@@ -151,7 +152,7 @@ func (s *sessionActor) destroy(ctx context.Context, id string) {
 func (s *sessionActor) create() {
 	s.gen++
 	gen, opts := s.gen, s.opts
-	s.work.run(func(ctx context.Context) any {
+	s.calls.run(func(ctx context.Context) any {
 		ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 		defer cancel()
 		spec := consul.SessionSpec{Name: "consul-elect " + opts.CandidateID, TTL: opts.SessionTTL, LockDelay: opts.LockDelay}
@@ -208,7 +209,7 @@ func (s *sessionActor) created(c actor.Context, m *sessionCreated) {
 	if m.gen != s.gen {
 		if m.err == nil { // created after we stopped wanting it
 			id := m.id
-			s.work.run(func(ctx context.Context) any { s.destroy(ctx, id); return nil })
+			s.calls.run(func(ctx context.Context) any { s.destroy(ctx, id); return nil })
 		}
 		return
 	}
@@ -224,11 +225,11 @@ func (s *sessionActor) created(c actor.Context, m *sessionCreated) {
 			level = zap.ErrorLevel
 		}
 		s.logger.Log(level, "could not create the session; retrying", zap.Error(m.err), zap.Duration("in", wait))
-		s.work.after(wait, &createSession{gen: s.gen})
+		s.calls.after(wait, &createSession{gen: s.gen})
 		return
 	}
 	s.retry.reset()
 	s.id = m.id
 	s.logger.Info("session created", zap.String("session", m.id), zap.String("node", m.node))
-	c.Send(c.Parent(), &messages.SessionReady{ID: m.id, Node: m.node, RenewedAt: m.sentAt, CheckFedAt: m.checkFedAt})
+	c.Send(c.Parent(), &protocol.SessionReady{ID: m.id, Node: m.node, RenewedAt: m.sentAt, CheckFedAt: m.checkFedAt})
 }

@@ -90,6 +90,26 @@ func acquired(key, session string, results api.TxnResults, err error) (Entry, er
 	return entryOf(got), nil
 }
 
+// Proclaim writes value into key while session holds it, without a new term:
+// one transaction, `check-session`, then `lock` by the holder (which keeps
+// the session and the lock index), then `get`. It returns the entry as
+// written; ErrLockLost when session no longer holds key.
+func (c *Client) Proclaim(ctx context.Context, key, session string, value []byte) (Entry, error) {
+	ops := api.TxnOps{
+		{KV: &api.KVTxnOp{Verb: api.KVCheckSession, Key: key, Session: session}},
+		{KV: &api.KVTxnOp{Verb: api.KVLock, Key: key, Session: session, Value: value, Flags: KeyFlags}},
+		{KV: &api.KVTxnOp{Verb: api.KVGet, Key: key}},
+	}
+	results, err := c.txn(ctx, "proclaim "+key, ops)
+	if isNotHeld(err) {
+		return Entry{}, &Error{Op: "proclaim " + key, Kind: ErrLockLost, Err: fmt.Errorf("%s is no longer held by session %s", key, session)}
+	}
+	if err != nil {
+		return Entry{}, err
+	}
+	return entryOf(results[2].KV), nil
+}
+
 // Release unlocks key if session holds it, leaving value in place (the last
 // leader's document) and KeyFlags. Releasing a key the session does not hold
 // changes nothing and is not an error.
@@ -150,25 +170,43 @@ type Fence struct {
 
 // GuardedPut writes key=value only if the leadership fence describes still
 // holds its lock, in one transaction: `check-session` on the lock key, then
-// `check-index` against the fencing token (the lock key is not written while
-// held, so its ModifyIndex is the token for the whole leadership), then `set`.
-// It is how a leader fences its own writes to Consul KV: one that lost the
-// lock without knowing it yet, or whose leadership was followed by another on
-// the same session, gets ErrLockLost instead of a stale write. A zero Token
-// checks the session only.
+// `check-index` against the key's ModifyIndex, then `set`. The lock key is
+// written only by the acquisition that starts a term and by the leader's own
+// Proclaim, so the check passes for exactly the term whose fencing token is
+// fence.Token: after a Proclaim the write is tried once more against the
+// index the term wrote last. It is how a leader fences its own writes to
+// Consul KV: one that lost the lock without knowing it yet, or whose
+// leadership was followed by another on the same session, gets ErrLockLost
+// instead of a stale write. A zero Token checks the session only.
 func (c *Client) GuardedPut(ctx context.Context, fence Fence, key string, value []byte) error {
-	ops := api.TxnOps{{KV: &api.KVTxnOp{Verb: api.KVCheckSession, Key: fence.Key, Session: fence.Session}}}
-	if fence.Token != 0 {
-		ops = append(ops, &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVCheckIndex, Key: fence.Key, Index: fence.Token}})
-	}
-	ops = append(ops, &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVSet, Key: key, Value: value}})
-	_, err := c.txn(ctx, "guarded write "+key, ops)
-	if isNotHeld(err) {
+	index := fence.Token
+	for attempt := 0; ; attempt++ {
+		ops := api.TxnOps{{KV: &api.KVTxnOp{Verb: api.KVCheckSession, Key: fence.Key, Session: fence.Session}}}
+		if index != 0 {
+			ops = append(ops, &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVCheckIndex, Key: fence.Key, Index: index}})
+		}
+		ops = append(ops, &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVSet, Key: key, Value: value}})
+		_, err := c.txn(ctx, "guarded write "+key, ops)
+		if !isNotHeld(err) {
+			return err
+		}
+		if index != 0 && attempt < maxProclaimRetries {
+			// A Proclaim of the same term moves the index: follow it.
+			if e, ok, getErr := c.Get(ctx, fence.Key); getErr == nil && ok && e.Session == fence.Session && e.ModifyIndex != index {
+				if v, decodeErr := DecodeValue(e.Value); decodeErr == nil && v.Token == fence.Token {
+					index = e.ModifyIndex
+					continue
+				}
+			}
+		}
 		return &Error{Op: "guarded write " + key, Kind: ErrLockLost,
 			Err: fmt.Errorf("%s is no longer held by session %s with token %d", fence.Key, fence.Session, fence.Token)}
 	}
-	return err
 }
+
+// maxProclaimRetries bounds how many proclaims GuardedPut follows while it
+// tries one write.
+const maxProclaimRetries = 3
 
 // isNotHeld recognises Consul's answer to check-session and unlock on a key
 // the session does not hold.

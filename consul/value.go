@@ -23,6 +23,20 @@ type Value struct {
 	Node        string            `json:"node,omitempty"`
 	AcquiredAt  time.Time         `json:"acquired_at"`
 	Metadata    map[string]string `json:"metadata,omitempty"`
+	// Token is the fencing token of the term, written by Proclaim: the
+	// acquiring write cannot know its own index, and a later write moves
+	// the key's ModifyIndex past it.
+	Token uint64 `json:"token,omitempty"`
+}
+
+// FencingToken is the fencing token of the term that wrote v into e: the raft
+// index of its acquiring write, which is e's ModifyIndex until the leader
+// proclaims new metadata, and v.Token after that.
+func FencingToken(e Entry, v Value) uint64 {
+	if v.Token != 0 {
+		return v.Token
+	}
+	return e.ModifyIndex
 }
 
 // maxValueBytes bounds what DecodeValue reads; Consul's own limit is 512 KiB.

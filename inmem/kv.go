@@ -157,10 +157,32 @@ func (s *Store) ReleaseAny(_ context.Context, key string) (string, error) {
 	return old.Session, nil
 }
 
+// Proclaim writes value into key while session holds it, without a new term,
+// like consul.Client.Proclaim; ErrLockLost when session no longer holds key.
+func (s *Store) Proclaim(ctx context.Context, key, session string, value []byte) (consul.Entry, error) {
+	op := "proclaim " + key
+	if err := s.enter(ctx, op); err != nil {
+		return consul.Entry{}, err
+	}
+	var entry consul.Entry
+	var err error
+	if old, ok := s.kvs[key]; !ok || old.Session != session {
+		err = &consul.Error{Op: op, Kind: consul.ErrLockLost, Err: fmt.Errorf("%s is no longer held by session %s", key, session)}
+	} else {
+		entry, err = s.lock(op, key, session, value)
+	}
+	s.mu.Unlock()
+	if lerr := s.leave(ctx, op); lerr != nil {
+		return consul.Entry{}, lerr
+	}
+	return entry, err
+}
+
 // GuardedPut writes key=value only if the leadership fence describes still
 // holds its lock, in one transaction, like consul.Client.GuardedPut:
-// check-session on fence.Key, then (Token > 0) check-index against the
-// fencing token, then set. ErrLockLost otherwise.
+// check-session on fence.Key, then (Token > 0) that the key was last written
+// by the term of that fencing token (its acquisition or its own Proclaim),
+// then set. ErrLockLost otherwise.
 func (s *Store) GuardedPut(ctx context.Context, fence consul.Fence, key string, value []byte) error {
 	op := "guarded write " + key
 	if err := s.enter(ctx, op); err != nil {
@@ -174,7 +196,7 @@ func (s *Store) GuardedPut(ctx context.Context, fence consul.Fence, key string, 
 	switch lock, ok := s.kvs[fence.Key]; {
 	case body > maxTxnBytes:
 		err = &consul.Error{Op: op, Kind: consul.ErrRejected, Err: txnTooLarge(body)}
-	case !ok || lock.Session != fence.Session || (fence.Token != 0 && lock.ModifyIndex != fence.Token):
+	case !ok || lock.Session != fence.Session || (fence.Token != 0 && termToken(*lock) != fence.Token):
 		err = &consul.Error{Op: op, Kind: consul.ErrLockLost,
 			Err: fmt.Errorf("%s is no longer held by session %s with token %d", fence.Key, fence.Session, fence.Token)}
 	default:
@@ -185,6 +207,12 @@ func (s *Store) GuardedPut(ctx context.Context, fence consul.Fence, key string, 
 		return lerr
 	}
 	return err
+}
+
+// termToken is the fencing token of the term that wrote e.
+func termToken(e consul.Entry) uint64 {
+	v, _ := consul.DecodeValue(e.Value)
+	return consul.FencingToken(e, v)
 }
 
 // Put writes key with flags and no lock, as an operator would (never frozen).

@@ -1,17 +1,34 @@
 package messages
 
-import "time"
+import (
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+)
 
 // Commands a user sends to the election root (actor users with
 // system.Root.Send/Request, Go API users through its methods).
 
 // Campaign starts campaigning for Resource: the candidate becomes leader
-// whenever the key <KeyPrefix>/<Resource> is free. Campaigning for a resource
-// already campaigned for changes nothing. Metadata, when not nil, replaces
-// Options.Metadata in the value written to the key.
+// whenever the key <KeyPrefix>/<Resource> is free. Metadata, when not nil,
+// replaces Options.Metadata in the value written to the key.
+//
+// Worker, when set, is the work to do while leading: the resource's lock actor
+// spawns it as its child each time it becomes leader (the worker receives the
+// LeadershipAcquired right after Started) and stops it when the leadership
+// ends. On a voluntary end (Resign, Withdraw, Stop) the key is released only
+// after the worker has terminated, or after Options.DrainTimeout; on an
+// involuntary one (session invalidated, key taken, renew deadline) the worker
+// is stopped at once, and the candidate campaigns again once it has
+// terminated. A worker that panics is restarted, with capped backoff, while
+// the leadership lasts.
+//
+// Campaigning for a resource already campaigned for changes nothing, except
+// that a Worker is taken if the campaign had none.
 type Campaign struct {
 	Resource string
 	Metadata map[string]string
+	Worker   *actor.Props
 }
 
 // Resign gives up leadership of Resource (releasing the key, without
@@ -22,9 +39,21 @@ type Resign struct {
 	HoldOff  time.Duration
 }
 
-// Withdraw stops campaigning for Resource, releasing the key if held.
+// Withdraw stops campaigning for Resource, releasing the key if held (after
+// the worker has stopped, as for Resign). Sent with Request, it is answered
+// with the resource's State once the key is released.
 type Withdraw struct {
 	Resource string
+}
+
+// Proclaim has the leader of Resource write new Metadata into its key's value
+// without a new term (one write that checks the session still holds the
+// key). Followers see it in LeaderChanged. Sent with Request, it is answered
+// with the resource's State once written, or with an ElectionError (Op
+// "proclaim"; Err is ErrNotLeader when this candidate does not lead).
+type Proclaim struct {
+	Resource string
+	Metadata map[string]string
 }
 
 // GetState asks for the state of Resource. The root answers the sender with

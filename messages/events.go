@@ -1,10 +1,25 @@
 package messages
 
-import "time"
+import (
+	"errors"
+	"time"
+)
 
-// Events are published by the engine on the actor system's EventStream and to
-// the Go API's channel. They are values, never pointers; a subscriber
-// type-switches on them.
+// Event is one of LeadershipAcquired, LeadershipLost, LeaderChanged and
+// ElectionError: the engine publishes exactly these on the actor system's
+// EventStream, and the Go API delivers the same values on Election.Events.
+// They are values, never pointers; a subscriber type-switches on them. The
+// interface is sealed: no other type is an Event.
+type Event interface{ event() }
+
+func (LeadershipAcquired) event() {}
+func (LeadershipLost) event()     {}
+func (LeaderChanged) event()      {}
+func (ElectionError) event()      {}
+
+// ErrNotLeader is the error of a command that only a leader can carry out
+// (Proclaim) sent to a candidate that does not lead the resource.
+var ErrNotLeader = errors.New("this candidate does not lead the resource")
 
 // Reason says why a candidate stopped being leader.
 type Reason string
@@ -65,17 +80,17 @@ type LeadershipLost struct {
 	Reason       Reason
 	Err          error // the Consul error behind Reason, if any
 	At           time.Time
-	// StopBy is the earliest time another candidate could acquire the key
-	// without this one having heard: the last renewal sent plus the fence
-	// window, min(SessionTTL, LockDelay) (or, with FastFailover, the check's
-	// TTL if sooner). Work the leader started must be stopped by then. Zero
-	// when unknown.
+	// StopBy is when work started as leader must have stopped: the last
+	// renewal sent plus the fence window (Options.Timing), less a tenth of it
+	// for clocks that run at different rates; with FastFailover, the same
+	// for the check's TTL if sooner. Another candidate cannot acquire the key
+	// before then without this one having heard. Zero when unknown.
 	StopBy time.Time
 }
 
 // LeaderChanged is published by lock[resource] whenever the observed holder
-// of Resource's key changes, to leaders and followers alike. LeaderID is
-// empty while nobody leads.
+// of Resource's key changes, or the holder proclaims new metadata, to leaders
+// and followers alike. LeaderID is empty while nobody leads.
 type LeaderChanged struct {
 	Resource string
 	// CandidateID is the observing candidate (this engine), so that several
@@ -84,8 +99,11 @@ type LeaderChanged struct {
 	LeaderID     string
 	Node         string
 	Session      string
-	FencingToken uint64 // ModifyIndex of the leader's acquiring write, when known
+	FencingToken uint64 // of the leader's term: the raft index of its acquiring write
 	Since        time.Time
+	// Metadata is what the leader wrote with its candidate id, at
+	// acquisition or later with Proclaim.
+	Metadata map[string]string
 }
 
 // ElectionError is published by any actor when Consul answers with an error

@@ -73,7 +73,7 @@ func New(reg prometheus.Registerer, ttl time.Duration) (*Metrics, error) {
 }
 
 // Event records leadership events.
-func (m *Metrics) Event(evt any) {
+func (m *Metrics) Event(evt messages.Event) {
 	switch e := evt.(type) {
 	case messages.LeadershipAcquired:
 		m.isLeader.WithLabelValues(e.Resource).Set(1)

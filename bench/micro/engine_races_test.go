@@ -28,12 +28,13 @@ func startEngine(t *testing.T, system *actor.ActorSystem, backend actors.Backend
 	opts := actors.DefaultOptions()
 	opts.KeyPrefix, opts.SessionTTL, opts.LockDelay, opts.CandidateID = prefix, 30*time.Second, 0, id
 	opts.Resources, opts.Backend = []string{resource}, backend
-	props, err := actors.NewProps(opts, func(evt any) {
+	opts.Observer = listener(func(evt messages.Event) {
 		select {
 		case e.ch <- evt:
 		default:
 		}
 	})
+	props, err := actors.NewProps(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/excalibur/consul-elect/actors"
 	"github.com/excalibur/consul-elect/consul"
+	"github.com/excalibur/consul-elect/messages"
 )
 
 // memBackend is an in-memory lock service with Consul's semantics for what
@@ -195,3 +196,10 @@ func (m *memBackend) preload(prefix string, n int) {
 		m.kv[key] = consul.Entry{Key: key, Value: value, Flags: consul.KeyFlags, Session: owner, LockIndex: 1, ModifyIndex: m.write()}
 	}
 }
+
+// listener is an actors.Observer that hears only events.
+type listener func(messages.Event)
+
+func (l listener) Event(evt messages.Event)                { l(evt) }
+func (listener) Refreshed(time.Time, time.Duration, error) {}
+func (listener) ConsulError(string, error)                 {}

@@ -45,7 +45,7 @@ func startCandidate(b *testing.B, system *actor.ActorSystem, backend *memBackend
 	opts.CandidateID = id
 	opts.Resources = resources
 	opts.Backend = backend
-	props, err := actors.NewProps(opts, func(evt any) {
+	opts.Observer = listener(func(evt messages.Event) {
 		switch e := evt.(type) {
 		case messages.LeadershipAcquired:
 			c.held.Add(1)
@@ -62,6 +62,7 @@ func startCandidate(b *testing.B, system *actor.ActorSystem, backend *memBackend
 			}
 		}
 	})
+	props, err := actors.NewProps(opts)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -141,7 +141,7 @@ func runCommand(env *cli, args []string) error {
 // actors.Options.FenceWindow).
 func (f *runFlags) fenceWindow() time.Duration {
 	opts := actors.Options{SessionTTL: f.ttl, LockDelay: f.lockDelay}
-	return opts.FenceWindow()
+	return opts.Timing().FenceWindow
 }
 
 func (f *runFlags) validate() error {
@@ -315,12 +315,8 @@ func (r *runner) startCommand(lead *consulelect.Leadership) (*child, error) {
 // that moment has already passed (this process was frozen).
 func (r *runner) stopCommand(c *child, lead *consulelect.Leadership) {
 	var killBy time.Time // zero: no limit but the grace
-	if lost, ok := lead.Lost(); ok && !lost.StopBy.IsZero() {
-		window := r.flags.fenceWindow()
-		if r.flags.failover {
-			window = min(window, actors.DefaultFastFailoverTTL)
-		}
-		killBy = lost.StopBy.Add(-window / 10)
+	if lost, ok := lead.Lost(); ok {
+		killBy = lost.StopBy
 	}
 	c.stop(r.flags.killGrace, killBy)
 	r.metrics.commandRunning.Set(0)
@@ -329,7 +325,7 @@ func (r *runner) stopCommand(c *child, lead *consulelect.Leadership) {
 
 // watchEvents logs what the engine observed and ends the run (fail) on an
 // error only a person can fix, met at start-up.
-func (r *runner) watchEvents(events <-chan any, fail context.CancelCauseFunc) {
+func (r *runner) watchEvents(events <-chan messages.Event, fail context.CancelCauseFunc) {
 	started := false
 	for evt := range events {
 		switch m := evt.(type) {

@@ -1,9 +1,18 @@
-package messages
+// Package protocol is the conversation among the engine's actors: who tells
+// whom that a session exists or is gone, that a key changed, that a lock holds
+// or releases its key. Users never send these; they are kept in one place so
+// that the engine can be read as one conversation. The commands users send and
+// the events they receive are in package messages.
+//
+// Messages an actor sends only to itself (results of its own HTTP calls and
+// timers, tagged with a generation) are private to that actor.
+package protocol
 
-import "time"
+import (
+	"time"
 
-// Messages between the engine's actors. Users never need to send them; they
-// are here so that the whole conversation can be read in one place.
+	"github.com/excalibur/consul-elect/messages"
+)
 
 // SessionReady is sent by session to the root when a session exists, and by
 // the root to renewal, the key watcher, the health watcher and every lock.
@@ -34,7 +43,7 @@ type CheckFed struct {
 // session, which destroys it if it may still exist and creates a new one.
 type SessionGone struct {
 	ID     string
-	Reason Reason
+	Reason messages.Reason
 	Err    error
 }
 

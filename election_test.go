@@ -86,21 +86,28 @@ func TestEventsChannelLosesNothingForASlowReader(t *testing.T) {
 	a := start(t, options(t, "a"))
 	events := a.Events()
 	b := start(t, options(t, "b"))
-	for _, e := range []*consulelect.Election{a, b} {
-		if err := e.Campaign("ping-pong", nil); err != nil {
-			t.Fatal(err)
-		}
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	const rounds = 10
+	// a leads first: each resigns in turn from there.
+	if err := a.Campaign("ping-pong", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.AwaitLeadership(ctx, "ping-pong"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Campaign("ping-pong", nil); err != nil {
+		t.Fatal(err)
+	}
+	const rounds = 5
 	for i := 0; i < rounds; i++ {
 		for _, e := range []*consulelect.Election{a, b} { // each resigns in turn
 			lead, err := e.AwaitLeadership(ctx, "ping-pong")
 			if err != nil {
 				t.Fatalf("round %d: %v", i, err)
 			}
-			if err := e.Resign("ping-pong", 200*time.Millisecond); err != nil {
+			// A hold-off long enough for the other to take over, even on a
+			// loaded machine.
+			if err := e.Resign("ping-pong", time.Second); err != nil {
 				t.Fatal(err)
 			}
 			<-lead.Context.Done()

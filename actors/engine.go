@@ -82,11 +82,7 @@ func (e *engine) refreshed(sentAt time.Time, took time.Duration, err error) {
 	}
 }
 
-// Supervision of the root's children: capped exponential backoff.
 const (
-	restartBase       = 100 * time.Millisecond
-	restartMax        = 10 * time.Second
-	restartResetAfter = 30 * time.Second
 	// stopTimeout bounds a graceful stop when Consul does not answer.
 	stopTimeout = 5 * time.Second
 	// requestTimeout bounds a request that does not block by design (create

@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"errors"
+	"maps"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -12,50 +13,86 @@ import (
 	"go.uber.org/zap"
 )
 
-// lockActor campaigns for one resource. It acquires the key when it is free
-// and a session is ready, leads until the key or the session is lost, and
-// releases on resign or stop. It learns of the key from the key watcher
-// (through the root) and never polls.
+// lockState is where a lock actor is in a term of its resource.
+type lockState int
+
+const (
+	// follower: not leading. It acquires when a session is ready, the key is
+	// known to be free (or held by our own session) and nothing holds it
+	// back: a hold-off, a lock-delay retry, a worker still stopping.
+	follower lockState = iota
+	// acquiring: an acquire is in flight.
+	acquiring
+	// leading: this candidate holds the key; the worker, if any, runs.
+	leading
+	// draining: the term ended voluntarily (Resign, Withdraw, Stop) and
+	// LeadershipLost is out; the key is released once the worker has
+	// terminated, or after DrainTimeout.
+	draining
+	// releasing: a release is in flight. No acquire starts meanwhile: with
+	// one session for every term, a late release would unlock the next
+	// term's key.
+	releasing
+)
+
+var lockStateNames = [...]string{"follower", "acquiring", "leading", "draining", "releasing"}
+
+func (s lockState) String() string { return lockStateNames[s] }
+
+// lockActor campaigns for one resource. It learns of its key from the key
+// watcher (through the root) and never polls.
 //
 // Leadership is lost locally first: the actor publishes LeadershipLost, then
-// talks to Consul.
+// stops the worker, then talks to Consul.
 type lockActor struct {
 	*engine
 	resource string
 	key      string
 	metadata map[string]string
+	// workerProps is the user's work while leading (Campaign.Worker).
+	workerProps *actor.Props
 
 	calls   *calls
 	parent  *actor.PID
+	state   lockState
 	session protocol.SessionReady // ID "" while there is none
 	entry   protocol.KeyEntry
-	known   bool // entry has been received
+	known   bool   // entry has been received
+	gen     uint64 // tags acquire results
 
-	acquiring bool
-	gen       uint64 // tags acquire results
-	leading   bool
-	token     uint64 // fencing token of the current leadership
-	value     []byte // written with the current leadership
+	// The current term, while leading or draining.
+	token    uint64 // fencing token
+	value    []byte // written to the key; released with it
+	acquired messages.LeadershipAcquired
+	worker   *actor.PID // alive from the term's start until it has terminated
+	drainEnd *time.Timer
 
-	releasing    bool // a release is in flight: acquiring now would race it
 	holdOffUntil time.Time
 	retryAt      *time.Timer
 	delayRetry   backoff
 	freedAt      time.Time // when the key was seen freed by another session
 	lastLeader   messages.LeaderChanged
-	conflict     bool // a conflict was reported for the current entry
-	withdrawing  *messages.Reason
+	conflict     bool             // a conflict was reported for the current entry
+	withdrawing  *messages.Reason // the campaign is over; Released follows the release
+	waiters      []*actor.PID     // Withdraw requests, answered once released
 }
 
 type (
-	acquired struct {
+	acquireDone struct {
 		gen   uint64
 		entry consul.Entry
 		err   error
 	}
 	retryAcquire struct{}
-	released     struct{}
-	releaseDone  struct{ then any }
+	releaseDone  struct{}
+	drainExpired struct{ token uint64 }
+	proclaimDone struct {
+		token    uint64
+		metadata map[string]string
+		value    []byte
+		replyTo  *actor.PID
+		err      error
+	}
 )
 
 // releasedHoldOff is how long, at least, a leader whose key was released by
@@ -74,123 +111,158 @@ func (l *lockActor) Receive(c actor.Context) {
 		l.calls, l.parent = newCalls(c), c.Parent()
 		l.delayRetry = newBackoff(50*time.Millisecond, time.Second)
 		c.Request(c.Parent(), &protocol.ChildStarted{Resource: l.resource})
+	case *messages.Campaign:
+		if l.workerProps == nil && m.Worker != nil {
+			l.workerProps = m.Worker
+			if l.state == leading {
+				l.startWorker(c)
+			}
+		}
 	case *protocol.SessionReady:
 		l.session = *m
-		l.consider()
+		l.consider(c)
 	case *protocol.SessionGone:
 		if m.ID == l.session.ID {
-			l.stepDown(m.Reason, m.Err) // while l.session still names the session that led
+			l.lose(c, m.Reason, m.Err) // while l.session still names the session that led
 			l.session = protocol.SessionReady{}
-			l.gen++
-			l.acquiring = false
+			if l.state == acquiring {
+				l.gen++
+				l.state = follower
+			}
 		}
 	case *protocol.KeyState:
-		if l.leading && m.Entry.Observed < l.token {
+		if l.state == leading && m.Entry.Observed < l.token {
 			return // read before our acquisition: it says nothing about it
 		}
-		l.observe(m.Entry)
-		l.consider()
-	case *acquired:
+		l.observe(c, m.Entry)
+		l.consider(c)
+	case *acquireDone:
 		// A result of an older generation is dropped. If it acquired the key
 		// after we stopped wanting it (resigned, session changed), the next
 		// KeyState shows our session holding it and consider() releases or
 		// adopts it.
 		if m.gen == l.gen {
-			l.acquired(c, m)
+			l.acquireDone(c, m)
 		}
 	case *retryAcquire:
 		l.retryAt = nil
-		l.consider()
+		l.consider(c)
 	case *messages.Resign:
 		l.holdOffUntil = time.Now().Add(m.HoldOff)
-		if l.acquiring {
+		if l.state == acquiring {
 			// The acquire in flight must not make us lead; if it lands, the
 			// key watcher shows our session holding the key and consider()
 			// releases it.
 			l.gen++
-			l.acquiring = false
+			l.state = follower
 		}
-		if l.leading {
-			l.stepDown(messages.ReasonResigned, nil)
-		}
+		l.end(c, messages.ReasonResigned)
 		// This hold-off replaces any earlier one, shorter or longer.
 		l.calls.cancelTimer(l.retryAt)
 		l.retryAt = nil
 		if m.HoldOff > 0 {
 			l.retryAt = l.calls.after(m.HoldOff, &retryAcquire{})
 		}
-		l.consider()
+		l.consider(c)
+	case *messages.Proclaim:
+		l.proclaim(c, m)
+	case *proclaimDone:
+		l.proclaimDone(c, m)
 	case *messages.GetState:
-		c.Respond(&messages.State{Resource: l.resource, Campaigning: l.withdrawing == nil,
-			IsLeader: l.leading, FencingToken: l.token, Leader: l.lastLeader})
+		c.Respond(l.stateReport())
 	case *messages.Withdraw:
-		l.withdraw(messages.ReasonResigned)
-	case *messages.Stop:
-		l.withdraw(messages.ReasonStopped)
-	case *releaseDone:
-		l.releasing = false
-		if _, ok := m.then.(*released); ok {
-			c.Send(c.Parent(), &protocol.Released{Resource: l.resource})
+		if c.Sender() != nil {
+			l.waiters = append(l.waiters, c.Sender())
 		}
-		l.consider()
+		l.withdraw(c, messages.ReasonResigned)
+	case *messages.Stop:
+		l.withdraw(c, messages.ReasonStopped)
+	case *actor.Terminated:
+		if l.worker != nil && m.Who.Equal(l.worker) {
+			l.worker = nil
+			if l.state == draining {
+				l.release(c)
+			}
+			l.consider(c)
+		}
+	case *childRestarted:
+		if l.state == leading && l.worker != nil && m.child.Equal(l.worker) {
+			c.Send(l.worker, l.acquired) // the new instance starts this term's work again
+		}
+	case *drainExpired:
+		if l.state == draining && m.token == l.acquired.FencingToken {
+			l.logger.Warn("the worker did not stop within DrainTimeout; releasing the key anyway",
+				zap.String("resource", l.resource), zap.Duration("drain_timeout", l.opts.DrainTimeout))
+			l.release(c)
+		}
+	case *releaseDone:
+		l.state = follower
+		if l.withdrawing != nil {
+			l.withdrawn(c)
+			return
+		}
+		l.consider(c)
 	case *actor.Stopping:
 		l.calls.stop()
-		l.stepDown(messages.ReasonStopped, nil)
+		l.lose(c, messages.ReasonStopped, nil)
 	case *actor.Restarting:
 		l.calls.stop()
-		l.stepDown(messages.ReasonError, nil)
+		l.lose(c, messages.ReasonError, nil)
 	}
 }
 
 // observe takes in the latest entry of the key: a leader checks it still
 // holds it; everyone reports a change of leader.
-func (l *lockActor) observe(e protocol.KeyEntry) {
+func (l *lockActor) observe(c actor.Context, e protocol.KeyEntry) {
 	prev := l.entry
 	l.entry, l.known = e, true
 	if prev.Session != "" && e.Session == "" && prev.Session != l.session.ID {
 		l.freedAt = time.Now()
 	}
-	if l.leading {
-		switch {
-		case !e.Exists:
-			l.stepDown(messages.ReasonKeyDeleted, nil)
-		case e.Foreign:
-			l.stepDown(messages.ReasonKeyChanged, nil)
-		case e.Session != l.session.ID:
-			l.stepDown(messages.ReasonKeyTaken, nil)
-			if e.Session == "" {
-				// Released by someone else (an operator moving leadership):
-				// let another candidate have it.
-				l.holdOffUntil = time.Now().Add(max(l.opts.LockDelay, releasedHoldOff))
-				l.retryAt = l.calls.after(time.Until(l.holdOffUntil), &retryAcquire{})
-			}
+	switch {
+	case l.state == leading && !e.Exists:
+		l.lose(c, messages.ReasonKeyDeleted, nil)
+	case l.state == leading && e.Foreign:
+		l.lose(c, messages.ReasonKeyChanged, nil)
+	case l.state == leading && e.Session != l.session.ID:
+		l.lose(c, messages.ReasonKeyTaken, nil)
+		if e.Session == "" {
+			// Released by someone else (an operator moving leadership):
+			// let another candidate have it.
+			l.holdOffUntil = time.Now().Add(max(l.opts.LockDelay, releasedHoldOff))
+			l.retryAt = l.calls.after(time.Until(l.holdOffUntil), &retryAcquire{})
 		}
+	case l.state == draining && e.Session != l.session.ID:
+		// Not ours any more: nothing left to release.
+		l.calls.cancelTimer(l.drainEnd)
+		l.state = follower
 	}
 	if !e.Foreign {
 		l.conflict = false
 	}
 	l.reportLeader(messages.LeaderChanged{Resource: l.resource, CandidateID: l.opts.CandidateID, LeaderID: e.HolderID, Node: e.Node,
-		Session: e.Session, FencingToken: e.ModifyIndex, Since: e.Since})
+		Session: e.Session, FencingToken: e.FencingToken, Since: e.Since, Metadata: e.Metadata})
 }
 
-// reportLeader publishes LeaderChanged when the holder differs from the last
-// one reported.
+// reportLeader publishes LeaderChanged when the holder, or its metadata,
+// differs from the last one reported.
 func (l *lockActor) reportLeader(now messages.LeaderChanged) {
 	if now.Session == "" {
 		now = messages.LeaderChanged{Resource: l.resource, CandidateID: l.opts.CandidateID}
 	}
-	if now.Session == l.lastLeader.Session && now.LeaderID == l.lastLeader.LeaderID {
+	if now.Session == l.lastLeader.Session && now.LeaderID == l.lastLeader.LeaderID && maps.Equal(now.Metadata, l.lastLeader.Metadata) {
 		return
 	}
 	l.lastLeader = now
 	l.publish(now)
 }
 
-// consider acquires the key when it can: a session is ready, the key's state
-// is known and free (or held by our own session), and nothing holds us back.
-func (l *lockActor) consider() {
+// consider acquires the key when it can: a follower with a session, the key's
+// state known and free (or held by our own session), and nothing holding it
+// back.
+func (l *lockActor) consider(c actor.Context) {
 	switch {
-	case l.withdrawing != nil, l.leading, l.acquiring, l.releasing, l.session.ID == "", !l.known, l.retryAt != nil:
+	case l.withdrawing != nil, l.state != follower, l.worker != nil, l.session.ID == "", !l.known, l.retryAt != nil:
 		return
 	case l.entry.Foreign:
 		if !l.conflict {
@@ -203,7 +275,7 @@ func (l *lockActor) consider() {
 		return
 	case time.Now().Before(l.holdOffUntil):
 		if l.entry.Session == l.session.ID {
-			l.release(l.entry.Session, nil) // acquired in flight before the resign
+			l.release(c) // acquired in flight before the resign
 		}
 		return
 	case l.entry.Session != "" && l.entry.Session != l.session.ID:
@@ -213,7 +285,7 @@ func (l *lockActor) consider() {
 }
 
 func (l *lockActor) acquire() {
-	l.acquiring = true
+	l.state = acquiring
 	l.gen++
 	gen, session := l.gen, l.session
 	l.value = consul.EncodeValue(consul.Value{CandidateID: l.opts.CandidateID, Node: session.Node,
@@ -223,7 +295,7 @@ func (l *lockActor) acquire() {
 		ctx, cancel := context.WithTimeout(l.calls.ctx, requestTimeout)
 		async.AcquireAsync(ctx, l.key, session.ID, value, func(entry consul.Entry, err error) {
 			cancel()
-			l.calls.deliver(&acquired{gen: gen, entry: entry, err: err})
+			l.calls.deliver(&acquireDone{gen: gen, entry: entry, err: err})
 		})
 		return
 	}
@@ -231,27 +303,18 @@ func (l *lockActor) acquire() {
 		ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 		defer cancel()
 		entry, err := l.backend.Acquire(ctx, l.key, session.ID, value)
-		return &acquired{gen: gen, entry: entry, err: err}
+		return &acquireDone{gen: gen, entry: entry, err: err}
 	})
 }
 
-func (l *lockActor) acquired(c actor.Context, m *acquired) {
-	l.acquiring = false
+func (l *lockActor) acquireDone(c actor.Context, m *acquireDone) {
+	l.state = follower
 	if m.err != nil {
 		l.consulError("acquire", m.err)
 	}
 	switch {
 	case m.err == nil:
-		l.leading, l.token = true, m.entry.ModifyIndex
-		l.delayRetry.reset()
-		c.Send(c.Parent(), &protocol.Holding{Key: l.key, Session: l.session.ID, Token: l.token})
-		l.logger.Info("leadership acquired", zap.String("resource", l.resource),
-			zap.String("session", l.session.ID), zap.Uint64("fencing_token", l.token))
-		l.publish(messages.LeadershipAcquired{Resource: l.resource, Key: l.key, CandidateID: l.opts.CandidateID,
-			Session: l.session.ID, FencingToken: l.token, LockIndex: m.entry.LockIndex, At: time.Now()})
-		v, _ := consul.DecodeValue(l.value)
-		l.reportLeader(messages.LeaderChanged{Resource: l.resource, CandidateID: l.opts.CandidateID, LeaderID: l.opts.CandidateID, Node: l.session.Node,
-			Session: l.session.ID, FencingToken: l.token, Since: v.AcquiredAt})
+		l.lead(c, m.entry)
 	case errors.Is(m.err, consul.ErrLockHeld):
 		// Someone was faster; the key watcher shows who.
 	case errors.Is(m.err, consul.ErrLockDelay):
@@ -262,6 +325,32 @@ func (l *lockActor) acquired(c actor.Context, m *acquired) {
 		l.publish(messages.ElectionError{Resource: l.resource, Op: "acquire", Err: m.err, At: time.Now()})
 		panic(lockFailure{m.err})
 	}
+}
+
+// lead starts a term: say so, then start the worker.
+func (l *lockActor) lead(c actor.Context, entry consul.Entry) {
+	l.state, l.token = leading, entry.ModifyIndex
+	l.delayRetry.reset()
+	c.Send(c.Parent(), &protocol.Holding{Key: l.key, Session: l.session.ID, Token: l.token})
+	l.logger.Info("leadership acquired", zap.String("resource", l.resource),
+		zap.String("session", l.session.ID), zap.Uint64("fencing_token", l.token))
+	l.acquired = messages.LeadershipAcquired{Resource: l.resource, Key: l.key, CandidateID: l.opts.CandidateID,
+		Session: l.session.ID, FencingToken: l.token, LockIndex: entry.LockIndex, At: time.Now()}
+	l.publish(l.acquired)
+	v, _ := consul.DecodeValue(l.value)
+	l.reportLeader(messages.LeaderChanged{Resource: l.resource, CandidateID: l.opts.CandidateID, LeaderID: l.opts.CandidateID,
+		Node: l.session.Node, Session: l.session.ID, FencingToken: l.token, Since: v.AcquiredAt, Metadata: v.Metadata})
+	l.startWorker(c)
+}
+
+// startWorker spawns the user's worker for this term; it hears the term's
+// LeadershipAcquired right after Started.
+func (l *lockActor) startWorker(c actor.Context) {
+	if l.workerProps == nil {
+		return
+	}
+	l.worker = c.SpawnPrefix(l.workerProps, "worker-")
+	c.Send(l.worker, l.acquired)
 }
 
 // lockDelayLeft is when to try again after Consul refused for lock-delay.
@@ -276,33 +365,57 @@ func (l *lockActor) lockDelayLeft() time.Duration {
 	return l.delayRetry.next()
 }
 
-// stepDown ends the leadership, if any, and says so at once. A resigning or
-// stopping leader then releases the key so a standby can take over without
-// lock-delay.
-func (l *lockActor) stepDown(reason messages.Reason, err error) {
-	if !l.leading {
-		return
+// stepDown ends a term: it publishes LeadershipLost at once and tells the
+// worker to stop. It reports whether there was a term to end.
+func (l *lockActor) stepDown(c actor.Context, reason messages.Reason, err error) bool {
+	if l.state != leading {
+		return false
 	}
-	l.leading = false
 	l.logger.Info("leadership lost", zap.String("resource", l.resource), zap.String("reason", string(reason)), zap.Error(err))
 	l.publish(messages.LeadershipLost{Resource: l.resource, CandidateID: l.opts.CandidateID, Session: l.session.ID,
 		FencingToken: l.token, Reason: reason, Err: err, At: time.Now(),
 		StopBy: l.refreshes.stopBy(l.session.ID, l.timing)})
 	l.token = 0
-	if reason == messages.ReasonResigned || reason == messages.ReasonStopped {
-		if l.calls.ctx.Err() == nil {
-			l.release(l.session.ID, nil)
-		}
+	if l.worker != nil {
+		c.Stop(l.worker)
+	}
+	return true
+}
+
+// lose ends the term involuntarily: the key may already be someone else's,
+// so nothing waits for the worker. A draining term has nothing left to
+// release either.
+func (l *lockActor) lose(c actor.Context, reason messages.Reason, err error) {
+	switch {
+	case l.stepDown(c, reason, err):
+		l.state = follower
+	case l.state == draining:
+		l.calls.cancelTimer(l.drainEnd)
+		l.state = follower
 	}
 }
 
-// release unlocks the key for session in a goroutine, then reports
-// releaseDone (carrying then). No acquire starts meanwhile: with one session
-// for every term, a late release would unlock the next term's key.
-func (l *lockActor) release(session string, then any) {
-	value := l.value
-	l.releasing = true
-	l.calls.system.Root.Send(l.parent, &protocol.Releasing{Key: l.key})
+// end ends the term voluntarily: drain, then release, so that a standby
+// starts only after this leader's work has stopped.
+func (l *lockActor) end(c actor.Context, reason messages.Reason) {
+	if !l.stepDown(c, reason, nil) {
+		return
+	}
+	l.state = draining
+	if l.worker == nil || l.opts.DrainTimeout == 0 {
+		l.release(c)
+		return
+	}
+	l.drainEnd = l.calls.after(l.opts.DrainTimeout, &drainExpired{token: l.acquired.FencingToken})
+}
+
+// release unlocks the key for the session in a goroutine, then reports
+// releaseDone.
+func (l *lockActor) release(c actor.Context) {
+	l.calls.cancelTimer(l.drainEnd)
+	l.state = releasing
+	session, value := l.session.ID, l.value
+	c.Send(l.parent, &protocol.Releasing{Key: l.key})
 	l.calls.run(func(ctx context.Context) any {
 		ctx, cancel := context.WithTimeout(ctx, destroyTimeout)
 		defer cancel()
@@ -310,27 +423,90 @@ func (l *lockActor) release(session string, then any) {
 			l.logger.Warn("could not release the key; it is released when the session ends",
 				zap.String("key", l.key), zap.Error(err))
 		}
-		return &releaseDone{then: then}
+		return &releaseDone{}
 	})
 }
 
-// withdraw stops campaigning: a leader steps down and releases; then the
-// root hears Released.
-func (l *lockActor) withdraw(reason messages.Reason) {
+// withdraw ends the campaign: a leader drains and releases; then the root
+// hears Released.
+func (l *lockActor) withdraw(c actor.Context, reason messages.Reason) {
 	if l.withdrawing != nil {
 		return
 	}
 	l.withdrawing = &reason
 	l.gen++
-	wasLeading := l.leading
-	if wasLeading {
-		l.leading = false
-		l.publish(messages.LeadershipLost{Resource: l.resource, CandidateID: l.opts.CandidateID, Session: l.session.ID,
-			FencingToken: l.token, Reason: reason, At: time.Now(), StopBy: l.refreshes.stopBy(l.session.ID, l.timing)})
+	switch l.state {
+	case leading:
+		l.end(c, reason)
+	case draining, releasing:
+		// releaseDone finishes the withdrawal.
+	default:
+		if l.state == acquiring || (l.session.ID != "" && l.entry.Session == l.session.ID) {
+			l.release(c) // the acquire in flight may land
+			return
+		}
+		l.withdrawn(c)
 	}
-	if wasLeading || l.acquiring || (l.session.ID != "" && l.entry.Session == l.session.ID) {
-		l.release(l.session.ID, &released{})
+}
+
+// withdrawn tells the root, and whoever asked, that the key is released.
+func (l *lockActor) withdrawn(c actor.Context) {
+	c.Send(l.parent, &protocol.Released{Resource: l.resource})
+	for _, waiter := range l.waiters {
+		c.Send(waiter, l.stateReport())
+	}
+	l.waiters = nil
+}
+
+// proclaim writes new metadata into the key's value, as leader, without a
+// new term.
+func (l *lockActor) proclaim(c actor.Context, m *messages.Proclaim) {
+	replyTo := c.Sender()
+	if l.state != leading {
+		l.answer(c, replyTo, messages.ElectionError{Resource: l.resource, CandidateID: l.opts.CandidateID, Op: "proclaim",
+			Err: messages.ErrNotLeader, At: time.Now()})
 		return
 	}
-	l.calls.run(func(context.Context) any { return &releaseDone{then: &released{}} })
+	v, _ := consul.DecodeValue(l.value)
+	v.Metadata, v.Token = m.Metadata, l.token
+	value := consul.EncodeValue(v)
+	token, session, metadata := l.token, l.session.ID, m.Metadata
+	l.calls.run(func(ctx context.Context) any {
+		ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+		defer cancel()
+		_, err := l.backend.Proclaim(ctx, l.key, session, value)
+		return &proclaimDone{token: token, metadata: metadata, value: value, replyTo: replyTo, err: err}
+	})
+}
+
+func (l *lockActor) proclaimDone(c actor.Context, m *proclaimDone) {
+	switch {
+	case m.err != nil:
+		// Not a lost leadership: if the key is gone, the key watcher says so.
+		l.consulError("proclaim", m.err)
+		failure := messages.ElectionError{Resource: l.resource, CandidateID: l.opts.CandidateID, Op: "proclaim", Err: m.err, At: time.Now()}
+		l.publish(failure)
+		l.answer(c, m.replyTo, failure)
+	case l.state != leading || m.token != l.token:
+		l.answer(c, m.replyTo, messages.ElectionError{Resource: l.resource, CandidateID: l.opts.CandidateID, Op: "proclaim",
+			Err: messages.ErrNotLeader, At: time.Now()})
+	default:
+		l.value, l.metadata = m.value, m.metadata
+		leader := l.lastLeader
+		leader.Metadata = m.metadata
+		l.reportLeader(leader)
+		l.answer(c, m.replyTo, l.stateReport())
+	}
+}
+
+// answer replies to a request, if it was one.
+func (l *lockActor) answer(c actor.Context, to *actor.PID, msg any) {
+	if to != nil {
+		c.Send(to, msg)
+	}
+}
+
+func (l *lockActor) stateReport() *messages.State {
+	return &messages.State{Resource: l.resource, Campaigning: l.withdrawing == nil,
+		IsLeader: l.state == leading, FencingToken: l.token, Leader: l.lastLeader}
 }

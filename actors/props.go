@@ -54,6 +54,5 @@ func NewProps(opts Options) (*actor.Props, error) {
 		base.failover = failover
 	}
 	producer := func() actor.Actor { return &electionRoot{base: base} }
-	strategy := &restartStrategy{base: restartBase, max: restartMax, resetAfter: restartResetAfter, logger: logger}
-	return actor.PropsFromProducer(producer, actor.WithSupervisor(strategy)), nil
+	return actor.PropsFromProducer(producer, actor.WithSupervisor(newRestartStrategy(logger, false))), nil
 }

@@ -46,7 +46,16 @@ func (r *electionRoot) Receive(c actor.Context) {
 		}
 	case *messages.Withdraw:
 		if pid, ok := r.locks[m.Resource]; ok {
-			c.Send(pid, m)
+			c.Forward(pid)
+		} else if c.Sender() != nil {
+			c.Respond(&messages.State{Resource: m.Resource, Leader: leaderOf(m.Resource, r.entries[m.Resource])})
+		}
+	case *messages.Proclaim:
+		if pid, ok := r.locks[m.Resource]; ok {
+			c.Forward(pid)
+		} else if c.Sender() != nil {
+			c.Respond(messages.ElectionError{Resource: m.Resource, CandidateID: r.eng.opts.CandidateID, Op: "proclaim",
+				Err: messages.ErrNotLeader, At: time.Now()})
 		}
 	case *messages.GetState:
 		if pid, ok := r.locks[m.Resource]; ok {
@@ -138,17 +147,25 @@ func (r *electionRoot) campaign(c actor.Context, m *messages.Campaign) {
 		r.eng.publish(messages.ElectionError{Resource: m.Resource, Op: "campaign", Err: err, At: time.Now()})
 		return
 	}
-	if _, ok := r.locks[m.Resource]; ok || r.stopping {
+	if r.stopping {
+		return
+	}
+	if pid, ok := r.locks[m.Resource]; ok {
+		c.Send(pid, m) // it may bring a Worker
 		return
 	}
 	metadata := m.Metadata
 	if metadata == nil {
 		metadata = r.eng.opts.Metadata
 	}
-	resource := m.Resource
-	r.locks[resource] = r.spawnChild(c, "lock-"+resource, func() actor.Actor {
-		return &lockActor{engine: r.eng, resource: resource, key: r.eng.prefix + "/" + resource, metadata: metadata}
-	})
+	resource, worker := m.Resource, m.Worker
+	producer := func() actor.Actor {
+		return &lockActor{engine: r.eng, resource: resource, key: r.eng.prefix + "/" + resource, metadata: metadata, workerProps: worker}
+	}
+	// A prefix, not a name: a withdrawn lock may still be stopping when the
+	// resource is campaigned for again.
+	props := actor.PropsFromProducer(producer, actor.WithSupervisor(newRestartStrategy(r.eng.logger, true)))
+	r.locks[resource] = c.SpawnPrefix(props, "lock-"+resource+"-")
 }
 
 // childStarted brings a (re)started child up to date.
@@ -244,7 +261,7 @@ func (r *electionRoot) stop(c actor.Context) {
 		r.waiting[resource] = true
 		c.Send(pid, &messages.Stop{})
 	}
-	r.calls.after(stopTimeout, &stopTimedOut{})
+	r.calls.after(r.eng.opts.DrainTimeout+stopTimeout, &stopTimedOut{})
 	if len(r.waiting) == 0 {
 		c.Request(r.session, &messages.Stop{})
 	}

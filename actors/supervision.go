@@ -14,9 +14,26 @@ import (
 type restartStrategy struct {
 	base, max, resetAfter time.Duration
 	logger                *zap.Logger
+	// tellSupervisor sends the supervisor a childRestarted after each
+	// restart (a lock actor then hands its new worker the term).
+	tellSupervisor bool
 }
 
-func (s *restartStrategy) HandleFailure(_ *actor.ActorSystem, supervisor actor.Supervisor, child *actor.PID, rs *actor.RestartStatistics, reason any, _ any) {
+// childRestarted tells a supervisor that child has been restarted.
+type childRestarted struct{ child *actor.PID }
+
+// Supervision of the election's actors and of the users' workers.
+const (
+	restartBase       = 100 * time.Millisecond
+	restartMax        = 10 * time.Second
+	restartResetAfter = 30 * time.Second
+)
+
+func newRestartStrategy(logger *zap.Logger, tellSupervisor bool) *restartStrategy {
+	return &restartStrategy{base: restartBase, max: restartMax, resetAfter: restartResetAfter, logger: logger, tellSupervisor: tellSupervisor}
+}
+
+func (s *restartStrategy) HandleFailure(system *actor.ActorSystem, supervisor actor.Supervisor, child *actor.PID, rs *actor.RestartStatistics, reason any, _ any) {
 	if rs.NumberOfFailures(s.resetAfter) == 0 {
 		rs.Reset()
 	}
@@ -27,5 +44,10 @@ func (s *restartStrategy) HandleFailure(_ *actor.ActorSystem, supervisor actor.S
 	}
 	s.logger.Warn("restarting a failed election actor", zap.String("actor", child.Id),
 		zap.Any("reason", reason), zap.Duration("after", delay), zap.Int("failures", rs.FailureCount()))
-	time.AfterFunc(delay, func() { supervisor.RestartChildren(child) })
+	time.AfterFunc(delay, func() {
+		supervisor.RestartChildren(child)
+		if self, ok := supervisor.(interface{ Self() *actor.PID }); ok && s.tellSupervisor {
+			system.Root.Send(self.Self(), &childRestarted{child: child})
+		}
+	})
 }

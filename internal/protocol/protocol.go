@@ -74,6 +74,9 @@ type KeyEntry struct {
 	HolderID string
 	Node     string
 	Since    time.Time
+	Metadata map[string]string
+	// FencingToken is the holder's term's (consul.FencingToken).
+	FencingToken uint64
 	// HolderLockDelay is the holder session's lock-delay, when the key
 	// watcher could read it while the session was alive (negative: unknown).
 	HolderLockDelay time.Duration

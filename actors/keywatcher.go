@@ -253,7 +253,8 @@ func (w *keyWatcher) decode(e consul.Entry) protocol.KeyEntry {
 	}
 	if !entry.Foreign {
 		if v, err := consul.DecodeValue(e.Value); err == nil {
-			entry.HolderID, entry.Node, entry.Since = v.CandidateID, v.Node, v.AcquiredAt
+			entry.HolderID, entry.Node, entry.Since, entry.Metadata = v.CandidateID, v.Node, v.AcquiredAt, v.Metadata
+			entry.FencingToken = consul.FencingToken(e, v)
 		} else {
 			w.logger.Warn("lock key has an unreadable value", zap.String("key", e.Key), zap.Error(err))
 		}

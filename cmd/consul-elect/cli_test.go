@@ -24,13 +24,25 @@ func TestBadCommandLinesExitWithCode2NamingTheProblem(t *testing.T) {
 		{[]string{"run", "--resource", "r"}, []string{"COMMAND is missing"}},
 		{[]string{"run", "--resource", "r", "--", "/no/such/command"}, []string{`COMMAND "/no/such/command"`}},
 		{[]string{"run", "--resource", "r", "--ttl", "soon", "--", "true"}, []string{"--ttl"}},
-		{[]string{"run", "--resource", "r", "--ttl", "500ms", "--", "true"}, []string{"--ttl 500ms", "between 1s and 24h0m0s"}},
+		{[]string{"run", "--resource", "r", "--ttl", "500ms", "--", "true"}, []string{"--ttl is 500ms", "between 1s and 24h0m0s"}},
+		// A kill grace set on the command line is taken as given, and
+		// refused when it does not fit; the default gives way (run_test.go).
 		{[]string{"run", "--resource", "r", "--ttl", "10s", "--kill-grace", "5s", "--", "true"},
-			[]string{"--kill-grace 5s is too long for the fence window 10s", "raise --ttl and --lock-delay above 12.5s or lower --kill-grace below 4s"}},
-		{[]string{"run", "--resource", "r", "--lock-delay", "2m", "--", "true"}, []string{"--lock-delay 2m0s"}},
-		{[]string{"run", "--resource", "r", "--fast-failover", "--", "true"},
-			[]string{"--fast-failover: --kill-grace 5s is too long", "lower --kill-grace below 800ms"}},
-		{[]string{"run", "--resource", "r", "--kill-grace", "-1s", "--", "true"}, []string{"--kill-grace -1s"}},
+			[]string{"--kill-grace is 5s", "between 0s and 3.9s for the fence window 10s (min(--ttl, --lock-delay))", "lower --kill-grace or raise --ttl and --lock-delay"}},
+		{[]string{"run", "--resource", "r", "--lock-delay", "2m", "--", "true"}, []string{"--lock-delay is 2m0s"}},
+		{[]string{"run", "--resource", "r", "--fast-failover", "--fast-failover-ttl", "2s", "--kill-grace", "5s", "--", "true"},
+			[]string{"--kill-grace is 5s; with --fast-failover it must be at most 700ms for --fast-failover-ttl 2s", "lower --kill-grace or raise --fast-failover-ttl"}},
+		{[]string{"run", "--resource", "r", "--fast-failover", "--fast-failover-ttl", "1m", "--", "true"},
+			[]string{"--fast-failover-ttl is 1m0s; it must be between 1s and --ttl (30s)"}},
+		{[]string{"run", "--resource", "r", "--fast-failover-ttl", "5s", "--", "true"}, []string{"--fast-failover-ttl is set without --fast-failover"}},
+		{[]string{"run", "--resource", "r", "--fast-failover", "--datacenter", "dc2", "--", "true"}, []string{"--fast-failover cannot be used with --datacenter"}},
+		{[]string{"run", "--resource", "r", "--kill-grace", "-1s", "--", "true"}, []string{"--kill-grace is -1s"}},
+		{[]string{"run", "--resource", "r", "--id", strings.Repeat("x", 300), "--", "true"}, []string{"--id must be at most 256 characters"}},
+		{[]string{"run", "--resource", "r", "--health-check", " check", "--", "true"}, []string{`--health-check " check" has leading or trailing spaces`}},
+		{[]string{"run", "--resource", "r", "--timeout", "-1s", "--", "true"}, []string{"--timeout is -1s"}},
+		// Every problem at once, each naming its flag.
+		{[]string{"run", "--resource", "r", "--ttl", "500ms", "--lock-delay", "-1s", "--prefix", "/p", "--", "true"},
+			[]string{"--ttl is 500ms", "--lock-delay is -1s", "--prefix"}},
 		{[]string{"run", "--resource", "r", "--metrics-addr", "9100", "--", "true"}, []string{"--metrics-addr"}},
 		{[]string{"run", "--resource", "r", "--no-such-flag", "--", "true"}, []string{"--no-such-flag"}},
 		{[]string{"status", "--resource", "a/b"}, []string{"--resource", `'/'`}},
@@ -85,10 +97,20 @@ func TestHelpAndVersion(t *testing.T) {
 	}
 	_, help, _ := consulElect(t, "", "run", "--help")
 	for _, flag := range []string{"--address", "--token", "--token-file", "--datacenter", "--prefix", "--resource",
-		"--log-level", "--log-format", "--id", "--ttl", "--lock-delay", "--health-check", "--kill-grace", "--metrics-addr"} {
+		"--log-level", "--log-format", "--id", "--ttl", "--lock-delay", "--health-check", "--kill-grace", "--fast-failover",
+		"--fast-failover-ttl", "--timeout", "--metrics-addr"} {
 		if !strings.Contains(help, "  "+flag+" ") && !strings.Contains(help, "  "+flag+"\n") {
 			t.Errorf("run --help does not list %s:\n%s", flag, help)
 		}
+	}
+	for _, signal := range []string{"SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT"} {
+		if !strings.Contains(help, signal) {
+			t.Errorf("run --help does not say what %s does:\n%s", signal, help)
+		}
+	}
+	_, statusHelp, _ := consulElect(t, "", "status", "--help")
+	if !strings.Contains(statusHelp, "metadata") || !strings.Contains(statusHelp, "{} when there is none") {
+		t.Errorf("status --help does not document the metadata key:\n%s", statusHelp)
 	}
 	code, stdout, _ := consulElect(t, "", "version")
 	if code != 0 || !strings.HasPrefix(stdout, "consul-elect ") {

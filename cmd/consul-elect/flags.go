@@ -1,11 +1,15 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -51,9 +55,28 @@ func (l *logFlags) register(fs *flag.FlagSet, defaultLevel string) {
 	fs.StringVar(&l.logFormat, "log-format", "console", "json or console")
 }
 
-// validate checks the flags before anything talks to Consul; each problem
-// names its flag.
-func (c *commonFlags) validate() error {
+// options are the engine options these flags describe, DefaultOptions for
+// the rest: Options.Validate is the one check of what they share with the
+// Go API.
+func (c *commonFlags) options() actors.Options {
+	opts := actors.DefaultOptions()
+	opts.ConsulAddress = c.address
+	opts.Token = c.token
+	opts.TokenFile = c.tokenFile
+	opts.Datacenter = c.datacenter
+	opts.KeyPrefix = c.prefix
+	return opts
+}
+
+// validate checks the flags of status, watch and release before anything
+// talks to Consul; each problem names its flag.
+func (c *commonFlags) validate() error { return c.check(flagErrors(c.options().Validate())) }
+
+// check joins optionErrs, Options.Validate's errors for the options built
+// from these flags (see flagErrors), with what only the command line has:
+// --resource, a readable --token-file, the log flags, and more (problems of
+// a command's own flags). Each problem names its flag.
+func (c *commonFlags) check(optionErrs []error, more ...error) error {
 	var errs []error
 	switch {
 	case c.resource == "":
@@ -63,15 +86,7 @@ func (c *commonFlags) validate() error {
 			errs = append(errs, fmt.Errorf("--resource: %v", err))
 		}
 	}
-	if err := actors.ValidatePrefix(c.prefix); err != nil {
-		errs = append(errs, fmt.Errorf("--prefix: %v", err))
-	}
-	if err := consul.ValidateAddress(c.address); err != nil {
-		errs = append(errs, fmt.Errorf("--address: %v", err))
-	}
-	if c.token != "" && c.tokenFile != "" {
-		errs = append(errs, errors.New("--token and --token-file are both set; set one (prefer --token-file)"))
-	}
+	errs = append(errs, optionErrs...)
 	if c.tokenFile != "" {
 		if _, err := os.ReadFile(c.tokenFile); err != nil {
 			errs = append(errs, fmt.Errorf("--token-file: %v", err))
@@ -80,7 +95,54 @@ func (c *commonFlags) validate() error {
 	if err := c.logFlags.validate(); err != nil {
 		errs = append(errs, err)
 	}
+	errs = append(errs, more...)
 	return joinUsage(errs)
+}
+
+// optionFlags names the flag that sets each option, for Options.Validate's
+// errors. optionNames matches whole words, longest first, so that
+// FastFailoverTTL is never read as FastFailover nor TokenFile as Token.
+var (
+	optionFlags = map[string]string{
+		"SessionTTL":      "--ttl",
+		"LockDelay":       "--lock-delay",
+		"SelfFenceMargin": "--kill-grace",
+		"FastFailoverTTL": "--fast-failover-ttl",
+		"FastFailover":    "--fast-failover",
+		"HealthCheckID":   "--health-check",
+		"CandidateID":     "--id",
+		"KeyPrefix":       "--prefix",
+		"Datacenter":      "--datacenter",
+		"ConsulAddress":   "--address",
+		"TokenFile":       "--token-file",
+		"Token":           "--token",
+		// Validate's hint for Go callers; the flags' defaults are theirs.
+		"DefaultOptions sets": "default",
+	}
+	optionNames = regexp.MustCompile(`\b(` + strings.Join(byLengthDown(optionFlags), "|") + `)\b`)
+)
+
+func byLengthDown(m map[string]string) []string {
+	names := slices.Collect(maps.Keys(m))
+	slices.SortFunc(names, func(a, b string) int { return cmp.Or(len(b)-len(a), strings.Compare(a, b)) })
+	return names
+}
+
+// flagErrors is each of Options.Validate's errors with the options named by
+// their flags.
+func flagErrors(err error) []error {
+	if err == nil {
+		return nil
+	}
+	errs := []error{err}
+	if joined, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = joined.Unwrap()
+	}
+	out := make([]error, len(errs))
+	for i, err := range errs {
+		out[i] = errors.New(optionNames.ReplaceAllStringFunc(err.Error(), func(name string) string { return optionFlags[name] }))
+	}
+	return out
 }
 
 func (l *logFlags) validate() error {

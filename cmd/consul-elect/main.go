@@ -6,7 +6,8 @@
 //	consul-elect status --resource orders --json
 //
 // `run` campaigns for <prefix>/<resource> and runs COMMAND while, and only
-// while, it leads. The command gets CONSUL_ELECT_RESOURCE, CONSUL_ELECT_ID,
+// while, it leads. The command gets CONSUL_ELECT_RESOURCE, CONSUL_ELECT_ID
+// (the engine's candidate id: --id, else <hostname>-<pid>),
 // CONSUL_ELECT_SESSION, CONSUL_ELECT_KEY and CONSUL_ELECT_FENCING_TOKEN; its
 // stdin is /dev/null, its stdout and stderr are consul-elect's. When the
 // leadership ends, the command gets SIGTERM and, --kill-grace later, SIGKILL,
@@ -15,9 +16,27 @@
 // consul-elect is killed with SIGKILL (see shim_linux.go); elsewhere, run it
 // under a service manager that stops the whole service.
 //
+// Every flag of `run` works with the others at their defaults. The flags'
+// checks are actors.Options.Validate's, with the options named by their
+// flags. When the default --kill-grace does not fit the fence window
+// (min(--ttl, --lock-delay), and the --fast-failover check's TTL), the most
+// that fits is used; --fast-failover without --fast-failover-ttl uses the
+// shortest whole-second check TTL from 2s that leaves room for the kill
+// grace. Both choices are logged at info. Only values set on the command line
+// are refused.
+//
+// SIGINT, SIGTERM, SIGHUP and SIGQUIT end `run` the same way: stop the
+// command, release the lock, destroy the session, exit 0, so that a standby
+// takes over at once. `run --timeout D` gives up after D without having led:
+// exit 1, the command never started.
+//
+// `status` and `watch` show the leader, its fencing token and the metadata
+// it wrote (Options.Metadata, Election.Proclaim); `--json` always has a
+// "metadata" object, {} when there is none.
+//
 // Exit codes: 0 success, 1 a runtime error (Consul unreachable, a denied
-// token), 2 a usage error (bad flags); `run` exits with its command's code
-// when the command ends on its own.
+// token, --timeout passed), 2 a usage error (bad flags); `run` exits with its
+// command's code when the command ends on its own.
 package main
 
 import (
@@ -143,6 +162,8 @@ Commands:
 	fmt.Fprint(w, `
 Run 'consul-elect COMMAND --help' for a command's flags.
 Exit codes: 0 success, 1 runtime error, 2 usage error; run exits with its
-command's exit code when the command ends on its own.
+command's exit code when the command ends on its own, and 1 when --timeout
+passes before it leads. SIGINT, SIGTERM, SIGHUP and SIGQUIT stop run: it
+stops the command, releases the lock and exits 0.
 `)
 }

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/excalibur/consul-elect/internal/devconsul"
+	"github.com/excalibur/consul-elect/internal/leakcheck"
 	"go.uber.org/goleak"
 )
 
@@ -57,7 +58,8 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	_ = os.RemoveAll(dir)
 	if code == 0 {
-		if err := goleak.Find(); err != nil {
+		// Some tests start an engine in this process (status_test.go).
+		if err := goleak.Find(leakcheck.Options()...); err != nil {
 			fmt.Fprintln(os.Stderr, "goroutines leaked:", err)
 			code = 1
 		}
@@ -307,9 +309,9 @@ func (p *proc) signal(sig os.Signal) {
 }
 
 // runCandidate starts `consul-elect run` as candidate id for resource "r",
-// with the test command as its command. The 4s TTL keeps failovers quick and
-// leaves 1.3s for a renewal to succeed before the leader fences itself
-// (TTL/2 − TTL/10 − kill grace).
+// with the test command as its command. The 4s TTL and 1s lock-delay keep
+// failovers quick; the fence window, min(TTL, lock-delay), leaves room for
+// the 300ms kill grace.
 func runCandidate(t *testing.T, agent *devconsul.Agent, dir, id string, flags ...string) *proc {
 	t.Helper()
 	return runCandidateEnv(t, agent, dir, id, "", flags...)
@@ -317,6 +319,15 @@ func runCandidate(t *testing.T, agent *devconsul.Agent, dir, id string, flags ..
 
 // runCandidateEnv is runCandidate with one more variable for the command.
 func runCandidateEnv(t *testing.T, agent *devconsul.Agent, dir, id, env string, flags ...string) *proc {
+	t.Helper()
+	flags = append([]string{"--id", id, "--ttl", "4s", "--lock-delay", "1s", "--kill-grace", "300ms", "--log-level", "debug"}, flags...)
+	return startRun(t, agent, dir, id, env, flags...)
+}
+
+// startRun starts `consul-elect run --resource r` with flags and the test
+// command as its command, named name in the test's log; env, if not empty,
+// is one more variable for the command.
+func startRun(t *testing.T, agent *devconsul.Agent, dir, name, env string, flags ...string) *proc {
 	t.Helper()
 	leftoversMu.Lock()
 	if !leftoversChecked[dir] {
@@ -330,14 +341,13 @@ func runCandidateEnv(t *testing.T, agent *devconsul.Agent, dir, id, env string, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	args := append([]string{"run", "--address", agent.URL(), "--resource", "r", "--id", id,
-		"--ttl", "4s", "--lock-delay", "1s", "--kill-grace", "300ms", "--log-level", "debug"}, flags...)
+	args := append([]string{"run", "--address", agent.URL(), "--resource", "r"}, flags...)
 	args = append(args, "--", self)
 	vars := []string{roleEnv + "=command", dirEnv + "=" + dir}
 	if env != "" {
 		vars = append(vars, env)
 	}
-	return start(t, id, vars, args...)
+	return start(t, name, vars, args...)
 }
 
 // consulElect runs consul-elect to completion and returns its exit code,

@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -22,14 +24,38 @@ import (
 
 const runSynopsis = "consul-elect run --resource NAME [flags] -- COMMAND [ARGS...]"
 
+// runHelp follows the synopsis in run --help.
+const runHelp = `
+Campaigns for <prefix>/<resource> and runs COMMAND while, and only while, it
+leads. COMMAND gets CONSUL_ELECT_RESOURCE, CONSUL_ELECT_ID, CONSUL_ELECT_SESSION,
+CONSUL_ELECT_KEY and CONSUL_ELECT_FENCING_TOKEN. When the leadership ends it
+gets SIGTERM, and SIGKILL --kill-grace later.
+
+SIGINT, SIGTERM, SIGHUP and SIGQUIT stop the command, release the lock, destroy
+the session and exit 0: a standby takes over at once. When COMMAND exits on its
+own, run releases and exits with its code. With --timeout, run exits 1 if it
+did not lead within that time, without starting COMMAND.`
+
 const (
+	// defaultKillGrace is --kill-grace unless set. When a short --ttl,
+	// --lock-delay or --fast-failover-ttl leaves no room for it, the largest
+	// grace that fits is used instead.
 	defaultKillGrace = 5 * time.Second
+	// minAutoCheckTTL is the shortest fast-failover check TTL run chooses by
+	// itself: the engine's default.
+	minAutoCheckTTL = actors.DefaultFastFailoverTTL
 	// startTimeout bounds the first contact with Consul at start-up.
 	startTimeout = 15 * time.Second
 	// stopTimeout bounds releasing the lock and destroying the session on
 	// the way out; after it the session expires by its TTL.
 	stopTimeout = 10 * time.Second
 )
+
+// stopSignals end run as an operator asks it to: stop the command, release,
+// destroy the session, exit 0. SIGHUP (a closed terminal, a service
+// manager's reload) and SIGQUIT would otherwise end consul-elect without
+// releasing, leaving the standby to wait for the session's TTL.
+var stopSignals = []os.Signal{os.Interrupt, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT}
 
 // The environment a leader's command gets, besides consul-elect's own.
 const (
@@ -49,39 +75,167 @@ type runFlags struct {
 	killGrace   time.Duration
 	metricsAddr string
 	failover    bool
+	failoverTTL time.Duration
+	timeout     time.Duration
 	command     []string
+	// set are the flags given on the command line, by name.
+	set map[string]bool
 }
 
-func runCommand(env *cli, args []string) error {
-	var f runFlags
-	fs := newFlagSet("run")
+func (f *runFlags) register(fs *flag.FlagSet) {
 	f.commonFlags.register(fs)
-	fs.StringVar(&f.id, "id", "", "candidate id, written in the lock key and given to the command (default <hostname>-<pid>)")
+	fs.StringVar(&f.id, "id", "", "candidate id, written in the lock key and given to the command as $"+envID+" (default <hostname>-<pid>)")
 	fs.DurationVar(&f.ttl, "ttl", actors.DefaultSessionTTL, "session TTL; Consul accepts none below its session_ttl_min, 10s unless configured otherwise")
 	fs.DurationVar(&f.lockDelay, "lock-delay", actors.DefaultLockDelay, "after this candidate's session is invalidated, nobody may lock the key for this long (0s to 60s)")
 	fs.StringVar(&f.healthCheck, "health-check", "", "`ID` of a health check of the local agent: when it goes critical, the leader steps down")
-	fs.DurationVar(&f.killGrace, "kill-grace", defaultKillGrace, "how long the command has to exit after SIGTERM before it is killed with SIGKILL")
-	fs.BoolVar(&f.failover, "fast-failover", false, fmt.Sprintf("register a per-candidate TTL check (%s, refreshed every %s) and bind the session to it: a killed leader is replaced after that TTL instead of up to twice --ttl; needs --kill-grace below %s",
-		actors.DefaultFastFailoverTTL, actors.DefaultFastFailoverTTL/2, actors.DefaultFastFailoverTTL*2/5))
+	fs.DurationVar(&f.killGrace, "kill-grace", defaultKillGrace, fmt.Sprintf("how long the command has to exit after SIGTERM before it is killed with SIGKILL; a leader that cannot renew starts stopping it this long before it must be gone (default %s, or the most that the fence window min(--ttl, --lock-delay) and --fast-failover-ttl leave room for)", defaultKillGrace))
+	fs.BoolVar(&f.failover, "fast-failover", false, "register a per-candidate TTL check (--fast-failover-ttl) on the local agent and bind the session to it: a killed leader is replaced after that check's TTL instead of up to twice --ttl")
+	fs.DurationVar(&f.failoverTTL, "fast-failover-ttl", 0, fmt.Sprintf("TTL of the --fast-failover check, between 1s and --ttl; it must leave room for --kill-grace (default: the shortest whole second from %s that does, at most --ttl: %s with the default --kill-grace)",
+		minAutoCheckTTL, defaultCheckTTL()))
+	fs.DurationVar(&f.timeout, "timeout", 0, "give up if not leader within this long after campaigning starts: exit 1 without having started COMMAND (default 0s: wait forever)")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "serve /metrics (Prometheus) and /healthz (503 once session renewals have failed for a TTL) on this `ADDR`, e.g. 127.0.0.1:9100")
-	if err := parseFlags(env, fs, runSynopsis, args); err != nil {
-		return err
-	}
-	f.command = fs.Args()
-	if err := f.validate(); err != nil {
-		return err
-	}
-	if f.id == "" {
-		f.id = defaultCandidateID()
-	}
+}
 
+// defaultCheckTTL is the check TTL that run --fast-failover chooses when
+// every other flag is at its default, for the help.
+func defaultCheckTTL() time.Duration {
+	f := runFlags{ttl: actors.DefaultSessionTTL, lockDelay: actors.DefaultLockDelay, killGrace: defaultKillGrace, failover: true}
+	opts, _ := f.options()
+	return opts.FastFailoverTTL
+}
+
+// choices are the defaults that run adapted to the other flags, for the log.
+type choices struct {
+	killGraceLowered bool // the default kill grace did not fit
+	checkTTLChosen   bool // --fast-failover without --fast-failover-ttl
+}
+
+// options are the engine's options for these flags. Defaults the user did
+// not set give way to the values that were set: the kill grace is lowered to
+// fit the fence window, and the fast-failover check's TTL is chosen to fit
+// the kill grace. Values set on the command line are taken as given; Validate
+// refuses those that do not fit.
+func (f *runFlags) options() (actors.Options, choices) {
+	opts := f.commonFlags.options()
+	opts.SessionTTL = f.ttl
+	opts.LockDelay = f.lockDelay
+	opts.HealthCheckID = f.healthCheck
+	opts.CandidateID = f.id // empty: the engine's default
+	// The engine must step down early enough for the command to be gone,
+	// kill grace included, by the time Consul could let another candidate in.
+	opts.SelfFenceMargin = f.killGrace
+	opts.FastFailover = f.failover
+	opts.FastFailoverTTL = f.failoverTTL
+
+	var chosen choices
+	chooseCheckTTL := f.failover && f.failoverTTL == 0
+	if chooseCheckTTL {
+		// The most room for the kill grace, until it is known.
+		opts.FastFailoverTTL = opts.SessionTTL
+	}
+	if !f.set["kill-grace"] {
+		if limit := opts.Timing().MaxSelfFenceMargin; opts.SelfFenceMargin > limit {
+			opts.SelfFenceMargin, chosen.killGraceLowered = limit, true
+		}
+	}
+	if chooseCheckTTL {
+		opts.FastFailoverTTL, chosen.checkTTLChosen = shortestCheckTTL(opts), true
+	}
+	return opts, chosen
+}
+
+// shortestCheckTTL is the shortest fast-failover check TTL, a whole second
+// from minAutoCheckTTL on, with which Validate accepts opts' timing; at most
+// SessionTTL, which it is when nothing shorter fits.
+func shortestCheckTTL(opts actors.Options) time.Duration {
+	// Only the timing: the other options have nothing to do with the choice.
+	timing := actors.DefaultOptions()
+	timing.SessionTTL, timing.LockDelay, timing.SelfFenceMargin = opts.SessionTTL, opts.LockDelay, opts.SelfFenceMargin
+	timing.FastFailover, timing.FastFailoverTTL = true, opts.SessionTTL
+	if timing.Validate() != nil {
+		return opts.SessionTTL // no check TTL helps; Validate says why
+	}
+	for ttl := min(minAutoCheckTTL, opts.SessionTTL); ttl < opts.SessionTTL; ttl = ttl.Truncate(time.Second) + time.Second {
+		timing.FastFailoverTTL = ttl
+		if timing.Validate() == nil {
+			return ttl
+		}
+	}
+	return opts.SessionTTL
+}
+
+// parseRun parses run's command line into its flags and the engine's
+// options, and checks both before anything talks to Consul.
+func parseRun(env *cli, args []string) (*runFlags, actors.Options, choices, error) {
+	f := &runFlags{set: map[string]bool{}}
+	fs := newFlagSet("run")
+	f.register(fs)
+	if err := parseFlags(env, fs, runSynopsis+"\n"+runHelp, args); err != nil {
+		return nil, actors.Options{}, choices{}, err
+	}
+	fs.Visit(func(fl *flag.Flag) { f.set[fl.Name] = true })
+	f.command = fs.Args()
+	opts, chosen := f.options()
+	optionErrs := flagErrors(opts.Validate())
+	if chosen.checkTTLChosen {
+		// The check TTL is run's choice, made to fit: if it does not, an
+		// error about --ttl or the fence window says why, and one about
+		// --fast-failover-ttl would blame a flag the user did not set.
+		optionErrs = slices.DeleteFunc(optionErrs, func(err error) bool { return strings.Contains(err.Error(), "--fast-failover-ttl") })
+	}
+	if err := f.check(optionErrs, f.runOnly()...); err != nil {
+		return nil, actors.Options{}, choices{}, err
+	}
+	return f, opts, chosen, nil
+}
+
+// runOnly checks what run has and the engine's options do not.
+func (f *runFlags) runOnly() []error {
+	var errs []error
+	if len(f.command) == 0 {
+		errs = append(errs, errors.New("COMMAND is missing: "+runSynopsis))
+	} else if _, err := exec.LookPath(f.command[0]); err != nil {
+		errs = append(errs, fmt.Errorf("COMMAND %q: %v", f.command[0], err))
+	}
+	if f.set["fast-failover-ttl"] && !f.failover {
+		errs = append(errs, errors.New("--fast-failover-ttl is set without --fast-failover"))
+	}
+	if f.timeout < 0 {
+		errs = append(errs, fmt.Errorf("--timeout is %s; it must not be negative (0s: wait forever)", f.timeout))
+	}
+	if f.metricsAddr != "" {
+		if _, _, err := net.SplitHostPort(f.metricsAddr); err != nil {
+			errs = append(errs, fmt.Errorf("--metrics-addr %q: want host:port: %v", f.metricsAddr, err))
+		}
+	}
+	return errs
+}
+
+func runCommand(env *cli, args []string) error {
+	f, opts, chosen, err := parseRun(env, args)
+	if err != nil {
+		return err
+	}
 	// The engine names the candidate (and the resource) in its own logs.
 	engineLogger := f.newLogger(env.stderr)
 	defer func() { _ = engineLogger.Sync() }()
-	logger := engineLogger.With(zap.String("resource", f.resource), zap.String("candidate", f.id))
-	if f.lockDelay < f.killGrace {
+	logger := engineLogger.With(zap.String("resource", f.resource))
+	timing := opts.Timing()
+	if chosen.killGraceLowered {
+		fields := []zap.Field{zap.Duration("kill_grace", opts.SelfFenceMargin), zap.Duration("default", defaultKillGrace),
+			zap.Duration("fence_window", timing.FenceWindow)}
+		if f.failover {
+			fields = append(fields, zap.Duration("check_ttl", timing.CheckTTL))
+		}
+		logger.Info("--kill-grace is not set and its default does not fit: using the most that fits", fields...)
+	}
+	if chosen.checkTTLChosen {
+		logger.Info("--fast-failover-ttl is not set: using the shortest check TTL that leaves room for --kill-grace",
+			zap.Duration("check_ttl", timing.CheckTTL), zap.Duration("kill_grace", opts.SelfFenceMargin))
+	}
+	if opts.LockDelay < opts.SelfFenceMargin {
 		logger.Warn("--lock-delay is shorter than --kill-grace: if Consul invalidates this leader's session (an operator, a failed node or health check), another candidate may start its command before this one's is killed",
-			zap.Duration("lock_delay", f.lockDelay), zap.Duration("kill_grace", f.killGrace))
+			zap.Duration("lock_delay", opts.LockDelay), zap.Duration("kill_grace", opts.SelfFenceMargin))
 	}
 
 	client, err := f.client()
@@ -89,25 +243,13 @@ func runCommand(env *cli, args []string) error {
 		return err
 	}
 	defer client.Close()
-
-	opts := actors.DefaultOptions()
-	opts.Datacenter = f.datacenter
-	opts.KeyPrefix = f.prefix
-	opts.SessionTTL = f.ttl
-	opts.LockDelay = f.lockDelay
-	opts.HealthCheckID = f.healthCheck
-	opts.FastFailover = f.failover
-	// The engine must step down early enough for the command to be gone,
-	// kill grace included, TTL/10 before Consul could expire the session.
-	opts.SelfFenceMargin = f.killGrace
-	opts.CandidateID = f.id
 	opts.Backend = client
 	opts.Logger = engineLogger
 
-	ctx, stopSignals := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stopSignals()
+	ctx, stopNotify := signal.NotifyContext(context.Background(), stopSignals...)
+	defer stopNotify()
 
-	metrics, err := newRunMetrics(f.resource, f.ttl)
+	metrics, err := newRunMetrics(f.resource, opts.SessionTTL)
 	if err != nil {
 		return err
 	}
@@ -133,83 +275,17 @@ func runCommand(env *cli, args []string) error {
 	if err != nil {
 		return fmt.Errorf("starting the election: %w", err)
 	}
-	r := &runner{flags: &f, election: election, logger: logger, metrics: metrics}
+	r := &runner{flags: f, killGrace: opts.SelfFenceMargin, election: election, logger: logger, metrics: metrics}
 	return r.run(ctx)
-}
-
-// fenceWindow is the engine's self-fence window for these flags (see
-// actors.Options.FenceWindow).
-func (f *runFlags) fenceWindow() time.Duration {
-	opts := actors.Options{SessionTTL: f.ttl, LockDelay: f.lockDelay}
-	return opts.Timing().FenceWindow
-}
-
-func (f *runFlags) validate() error {
-	var errs []error
-	if err := f.commonFlags.validate(); err != nil {
-		errs = append(errs, err)
-	}
-	if len(f.command) == 0 {
-		errs = append(errs, errors.New("COMMAND is missing: "+runSynopsis))
-	} else if _, err := exec.LookPath(f.command[0]); err != nil {
-		errs = append(errs, fmt.Errorf("COMMAND %q: %v", f.command[0], err))
-	}
-	if f.ttl < actors.MinSessionTTL || f.ttl > actors.MaxSessionTTL {
-		errs = append(errs, fmt.Errorf("--ttl %s: must be between %s and %s", f.ttl, actors.MinSessionTTL, actors.MaxSessionTTL))
-	}
-	if f.lockDelay < 0 || f.lockDelay > actors.MaxLockDelay {
-		errs = append(errs, fmt.Errorf("--lock-delay %s: must be between 0s and %s", f.lockDelay, actors.MaxLockDelay))
-	}
-	switch {
-	case f.killGrace < 0:
-		errs = append(errs, fmt.Errorf("--kill-grace %s: must not be negative", f.killGrace))
-	case f.ttl > 0 && f.fenceWindow()/10+f.killGrace >= f.fenceWindow()/2:
-		// A leader that cannot renew must have stopped its command by
-		// W − W/10 after its last renewal, W the fence window
-		// min(--ttl, --lock-delay); it starts stopping kill grace before
-		// that, which must leave room for a renewal and its retries.
-		window := f.fenceWindow()
-		errs = append(errs, fmt.Errorf("--kill-grace %s is too long for the fence window %s (the shorter of --ttl %s and --lock-delay %s): a leader that cannot renew must start stopping its command by window − window/10 − kill grace after its last renewal, which must be later than window/2; raise --ttl and --lock-delay above %s or lower --kill-grace below %s",
-			f.killGrace, window, f.ttl, f.lockDelay, f.killGrace*5/2, window*2/5))
-	}
-	if ttl := actors.DefaultFastFailoverTTL; f.failover && ttl/10+f.killGrace >= ttl/2 {
-		// With fast failover the check's TTL is a second fence window.
-		errs = append(errs, fmt.Errorf("--fast-failover: --kill-grace %s is too long for the fast-failover check's TTL %s; lower --kill-grace below %s",
-			f.killGrace, ttl, ttl*2/5))
-	}
-	if f.failover && f.datacenter != "" {
-		errs = append(errs, errors.New("--fast-failover cannot be used with --datacenter: the check lives on the local agent"))
-	}
-	if strings.ContainsAny(f.id, "\x00\n\r") || len(f.id) > 256 {
-		errs = append(errs, errors.New("--id: at most 256 characters, no control characters"))
-	}
-	if strings.TrimSpace(f.healthCheck) != f.healthCheck {
-		errs = append(errs, fmt.Errorf("--health-check %q has leading or trailing spaces", f.healthCheck))
-	}
-	if f.metricsAddr != "" {
-		if _, _, err := net.SplitHostPort(f.metricsAddr); err != nil {
-			errs = append(errs, fmt.Errorf("--metrics-addr %q: want host:port: %v", f.metricsAddr, err))
-		}
-	}
-	return joinUsage(errs)
-}
-
-// defaultCandidateID is <hostname>-<pid>, as the engine's own default, so
-// that the command can be told its id.
-func defaultCandidateID() string {
-	host, err := os.Hostname()
-	if err != nil || host == "" {
-		host = "unknown"
-	}
-	return fmt.Sprintf("%s-%d", host, os.Getpid())
 }
 
 // runner runs the command during each term of leadership.
 type runner struct {
-	flags    *runFlags
-	election *consulelect.Election
-	logger   *zap.Logger
-	metrics  *runMetrics
+	flags     *runFlags
+	killGrace time.Duration // --kill-grace, or the default lowered to fit
+	election  *consulelect.Election
+	logger    *zap.Logger
+	metrics   *runMetrics
 }
 
 // startupError is a problem Consul will not get over by itself (a denied
@@ -249,11 +325,20 @@ func (r *runner) run(signals context.Context) error {
 
 // lead waits for each term of leadership and runs the command during it.
 func (r *runner) lead(ctx context.Context) error {
+	// Until the first command starts, --timeout bounds the wait.
+	await, giveUp := ctx, context.CancelFunc(func() {})
+	if r.flags.timeout > 0 {
+		await, giveUp = context.WithTimeout(ctx, r.flags.timeout)
+	}
+	defer giveUp()
 	for {
 		if ctx.Err() != nil {
 			return r.stopped(ctx, ctx.Err()) // AwaitLeadership would still hand out a leadership
 		}
-		lead, err := r.election.AwaitLeadership(ctx, r.flags.resource)
+		lead, err := r.election.AwaitLeadership(await, r.flags.resource)
+		if err != nil && ctx.Err() == nil && await.Err() != nil {
+			return fmt.Errorf("did not become leader of %s within %s", r.flags.resource, r.flags.timeout)
+		}
 		if err != nil {
 			return r.stopped(ctx, err)
 		}
@@ -264,6 +349,8 @@ func (r *runner) lead(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		giveUp()
+		await = ctx
 		select {
 		case <-lead.Context.Done():
 			r.logger.Warn("leadership lost; stopping the command", zap.Uint64("fencing_token", lead.FencingToken))
@@ -287,7 +374,7 @@ func (r *runner) stopped(ctx context.Context, err error) error {
 		return startup
 	}
 	if ctx.Err() != nil {
-		return nil // SIGINT or SIGTERM
+		return nil // one of stopSignals
 	}
 	return err
 }
@@ -295,7 +382,7 @@ func (r *runner) stopped(ctx context.Context, err error) error {
 func (r *runner) startCommand(lead *consulelect.Leadership) (*child, error) {
 	env := append(os.Environ(),
 		envResource+"="+r.flags.resource,
-		envID+"="+r.flags.id,
+		envID+"="+lead.CandidateID,
 		envSession+"="+lead.Session,
 		envKey+"="+r.flags.key(),
 		envFencingToken+"="+strconv.FormatUint(lead.FencingToken, 10),
@@ -306,7 +393,8 @@ func (r *runner) startCommand(lead *consulelect.Leadership) (*child, error) {
 	}
 	r.metrics.commandRunning.Set(1)
 	r.metrics.commandStarts.Inc()
-	r.logger.Info("leading; command started", zap.Int("pid", child.pid), zap.Uint64("fencing_token", lead.FencingToken))
+	r.logger.Info("leading; command started", zap.String("candidate", lead.CandidateID), zap.Int("pid", child.pid),
+		zap.Uint64("fencing_token", lead.FencingToken))
 	return child, nil
 }
 
@@ -318,7 +406,7 @@ func (r *runner) stopCommand(c *child, lead *consulelect.Leadership) {
 	if lost, ok := lead.Lost(); ok {
 		killBy = lost.StopBy
 	}
-	c.stop(r.flags.killGrace, killBy)
+	c.stop(r.killGrace, killBy)
 	r.metrics.commandRunning.Set(0)
 	r.logger.Info("command stopped", zap.Int("exit_code", c.exitCode))
 }

@@ -5,10 +5,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/signal"
+	"slices"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
+	"unicode"
 
 	"github.com/excalibur/consul-elect/consul"
 	"go.uber.org/zap"
@@ -23,13 +28,16 @@ type leaderState struct {
 	Session      string `json:"session"`
 	FencingToken uint64 `json:"fencing_token"`
 	Since        string `json:"since"` // RFC 3339; empty when nobody leads
+	// Metadata is what the leader wrote with its id (Options.Metadata,
+	// Proclaim); never nil, so that JSON has {} when there is none.
+	Metadata map[string]string `json:"metadata"`
 }
 
 // stateOf reads the leadership from the lock key's entry. The fencing token
-// is the raft index of the write that acquired the key, as the engine hands
-// it to its leader. A key that is not consul-elect's is an error.
+// is the one the engine handed its leader (consul.FencingToken). A key that
+// is not consul-elect's is an error.
 func stateOf(resource string, e consul.Entry, exists bool) (leaderState, error) {
-	state := leaderState{Resource: resource}
+	state := leaderState{Resource: resource, Metadata: map[string]string{}}
 	if !exists || e.Session == "" {
 		return state, nil
 	}
@@ -40,11 +48,19 @@ func stateOf(resource string, e consul.Entry, exists bool) (leaderState, error) 
 	if err != nil {
 		return state, fmt.Errorf("%s: %w", e.Key, err)
 	}
-	state.LeaderID, state.Node, state.Session, state.FencingToken = value.CandidateID, value.Node, e.Session, e.ModifyIndex
+	state.LeaderID, state.Node, state.Session = value.CandidateID, value.Node, e.Session
+	state.FencingToken = consul.FencingToken(e, value)
 	if !value.AcquiredAt.IsZero() {
 		state.Since = value.AcquiredAt.UTC().Format(time.RFC3339Nano)
 	}
+	maps.Copy(state.Metadata, value.Metadata)
 	return state, nil
+}
+
+// equal reports whether s and o say the same: watch prints only changes.
+func (s leaderState) equal(o leaderState) bool {
+	return s.Resource == o.Resource && s.LeaderID == o.LeaderID && s.Node == o.Node && s.Session == o.Session &&
+		s.FencingToken == o.FencingToken && s.Since == o.Since && maps.Equal(s.Metadata, o.Metadata)
 }
 
 // describe is the human form of a state, on one line.
@@ -56,7 +72,24 @@ func (s leaderState) describe(key string) string {
 	if since, err := time.Parse(time.RFC3339Nano, s.Since); err == nil {
 		line += fmt.Sprintf(", since %s, %s ago", since.Format(time.RFC3339), time.Since(since).Round(time.Second))
 	}
+	if len(s.Metadata) > 0 {
+		pairs := make([]string, 0, len(s.Metadata))
+		for _, k := range slices.Sorted(maps.Keys(s.Metadata)) {
+			pairs = append(pairs, k+"="+quoteIfNeeded(s.Metadata[k]))
+		}
+		line += ", metadata " + strings.Join(pairs, " ")
+	}
 	return line + ")"
+}
+
+// quoteIfNeeded quotes v, Go-style, unless it is one plain word.
+func quoteIfNeeded(v string) string {
+	if v == "" || strings.ContainsFunc(v, func(r rune) bool {
+		return unicode.IsSpace(r) || !unicode.IsPrint(r) || strings.ContainsRune(`"=,()`, r)
+	}) {
+		return strconv.Quote(v)
+	}
+	return v
 }
 
 func printState(w io.Writer, s leaderState, key string, asJSON bool) error {
@@ -74,7 +107,7 @@ func statusCommand(env *cli, args []string) error {
 	var asJSON bool
 	fs := newFlagSet("status")
 	f.register(fs)
-	fs.BoolVar(&asJSON, "json", false, "print one JSON object: resource, leader_id, node, session, fencing_token, since")
+	fs.BoolVar(&asJSON, "json", false, "print one JSON object: resource, leader_id, node, session, fencing_token, since and metadata (an object of strings, {} when there is none)")
 	if err := f.parse(env, fs, statusSynopsis, args); err != nil {
 		return err
 	}
@@ -106,7 +139,7 @@ func watchCommand(env *cli, args []string) error {
 	var asJSON bool
 	fs := newFlagSet("watch")
 	f.register(fs)
-	fs.BoolVar(&asJSON, "json", false, "print one JSON object per change, with the keys of status --json")
+	fs.BoolVar(&asJSON, "json", false, "print one JSON object per change (of the leader or its metadata), with the keys of status --json")
 	if err := f.parse(env, fs, watchSynopsis, args); err != nil {
 		return err
 	}
@@ -150,8 +183,8 @@ func watchCommand(env *cli, args []string) error {
 			logger.Error("cannot tell who leads", zap.Error(err))
 			continue
 		}
-		if last != nil && *last == state {
-			continue // the key changed, the leadership did not (or the query timed out)
+		if last != nil && last.equal(state) {
+			continue // the key changed, nothing status shows did (or the query timed out)
 		}
 		last = &state
 		if err := printState(env.stdout, state, f.key(), asJSON); err != nil {

@@ -3,8 +3,11 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -14,8 +17,13 @@ import (
 	"testing"
 	"time"
 
+	consulelect "github.com/excalibur/consul-elect"
+	"github.com/excalibur/consul-elect/consul"
 	"github.com/excalibur/consul-elect/internal/devconsul"
 )
+
+// stateKeys are the keys of status --json and watch --json, a public contract.
+var stateKeys = []string{"resource", "leader_id", "node", "session", "fencing_token", "since", "metadata"}
 
 // decodeState parses one line of status --json or watch --json, insisting on
 // exactly the documented keys.
@@ -25,16 +33,19 @@ func decodeState(t *testing.T, line string) leaderState {
 	if err := json.Unmarshal([]byte(line), &raw); err != nil {
 		t.Fatalf("%q is not a JSON object: %v", line, err)
 	}
-	for _, key := range []string{"resource", "leader_id", "node", "session", "fencing_token", "since"} {
+	for _, key := range stateKeys {
 		if _, ok := raw[key]; !ok {
 			t.Fatalf("%s has no key %q", line, key)
 		}
 	}
-	if len(raw) != 6 {
-		t.Fatalf("%s: want exactly resource, leader_id, node, session, fencing_token, since", line)
+	if len(raw) != len(stateKeys) {
+		t.Fatalf("%s: want exactly the keys %v", line, stateKeys)
 	}
 	if _, ok := raw["fencing_token"].(float64); !ok {
 		t.Fatalf("%s: fencing_token is not a number", line)
+	}
+	if _, ok := raw["metadata"].(map[string]any); !ok {
+		t.Fatalf("%s: metadata is not an object ({} when there is none)", line)
 	}
 	var state leaderState
 	if err := json.Unmarshal([]byte(line), &state); err != nil {
@@ -47,7 +58,7 @@ func decodeState(t *testing.T, line string) leaderState {
 func wantLeader(t *testing.T, agent *devconsul.Agent, state leaderState, leader record) {
 	t.Helper()
 	if state.Resource != "r" || state.LeaderID != leader.ID || state.Node != agent.NodeName() ||
-		state.Session != leader.Session || strconv.FormatUint(state.FencingToken, 10) != leader.FencingToken {
+		state.Session != leader.Session || strconv.FormatUint(state.FencingToken, 10) != leader.FencingToken || len(state.Metadata) != 0 {
 		t.Fatalf("reported %+v; the leader's command has %+v on node %s", state, leader, agent.NodeName())
 	}
 	since, err := time.Parse(time.RFC3339, state.Since)
@@ -65,7 +76,7 @@ func TestStatusAndWatchReportTheLeader(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("status with nobody leading: exit %d: %s", code, stderr)
 	}
-	if state := decodeState(t, stdout); state != (leaderState{Resource: "r"}) {
+	if state := decodeState(t, stdout); !state.equal(leaderState{Resource: "r", Metadata: map[string]string{}}) {
 		t.Fatalf("status with nobody leading: %+v", state)
 	}
 
@@ -131,4 +142,79 @@ func get(t *testing.T, url string) string {
 		t.Fatalf("GET %s: %s %v", url, resp.Status, err)
 	}
 	return string(body)
+}
+
+func TestStatusAndWatchShowTheLeadersMetadataAndItsTermsToken(t *testing.T) {
+	agent := devconsul.ForTest(t, devconsul.Config{})
+	common := []string{"--address", agent.URL(), "--resource", "r"}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	// A leader of the Go API, which writes metadata with its id.
+	opts := consulelect.DefaultOptions()
+	opts.ConsulAddress = agent.URL()
+	opts.CandidateID = "api"
+	opts.SessionTTL, opts.LockDelay = 10*time.Second, time.Second
+	opts.Metadata = map[string]string{"version": "1"}
+	election, err := consulelect.Start(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := election.Stop(context.Background()); err != nil {
+			t.Error(err)
+		}
+	}()
+	if err := election.Campaign("r", nil); err != nil {
+		t.Fatal(err)
+	}
+	lead, err := election.AwaitLeadership(ctx, "r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	status := func() leaderState {
+		t.Helper()
+		code, stdout, stderr := consulElect(t, "", append([]string{"status", "--json"}, common...)...)
+		if code != 0 {
+			t.Fatalf("status: exit %d: %s", code, stderr)
+		}
+		return decodeState(t, stdout)
+	}
+	want := func(state leaderState, metadata map[string]string) {
+		t.Helper()
+		if state.LeaderID != "api" || state.Session != lead.Session || state.FencingToken != lead.FencingToken ||
+			!maps.Equal(state.Metadata, metadata) {
+			t.Fatalf("reported %+v; want leader api, session %s, the term's fencing token %d and metadata %v",
+				state, lead.Session, lead.FencingToken, metadata)
+		}
+	}
+	want(status(), map[string]string{"version": "1"})
+	watch, changes := lines(t, "watch", append([]string{"watch", "--json"}, common...)...)
+	want(decodeState(t, nextLine(t, changes, 10*time.Second)), map[string]string{"version": "1"})
+
+	// Proclaim rewrites the value in the same term: the key's ModifyIndex
+	// moves on, the fencing token does not.
+	proclaimed := map[string]string{"version": "2", "zone": "eu west"}
+	if err := election.Proclaim("r", proclaimed); err != nil {
+		t.Fatal(err)
+	}
+	want(decodeState(t, nextLine(t, changes, 10*time.Second)), proclaimed)
+	want(status(), proclaimed)
+	client, err := consul.NewClient(consul.Config{Address: agent.URL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	if entry, _, err := client.Get(ctx, "excalibur/leader-election/r"); err != nil || entry.ModifyIndex == lead.FencingToken {
+		t.Fatalf("after Proclaim the key's ModifyIndex is %d (err %v); the test needs it past the token %d", entry.ModifyIndex, err, lead.FencingToken)
+	}
+	_, human, _ := consulElect(t, "", append([]string{"status"}, common...)...)
+	if !strings.Contains(human, fmt.Sprintf("fencing token %d", lead.FencingToken)) || !strings.Contains(human, `metadata version=2 zone="eu west"`) {
+		t.Fatalf("status printed %q", human)
+	}
+
+	watch.signal(os.Interrupt)
+	if code := watch.exitCode(10 * time.Second); code != 0 {
+		t.Fatalf("watch exited with %d when interrupted, want 0", code)
+	}
 }

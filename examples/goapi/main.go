@@ -1,5 +1,5 @@
-// Command goapi uses the plain Go API: campaign, wait for leadership, work
-// until it ends, and hand it over (Resign) when the work fails.
+// Command goapi uses the plain Go API: Run works only while leading, and
+// the work hands leadership over (Resign) when it fails.
 //
 //	go run ./examples/goapi
 package main
@@ -45,52 +45,30 @@ func run(ctx context.Context, opts consulelect.Options, out io.Writer, work Work
 		return err
 	}
 	defer func() {
-		// Stop releases the key, so a standby takes over without waiting
-		// for the session to expire. ctx is done by now: use another.
+		// Stop destroys the session. ctx is done by now: use another.
 		stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		err = errors.Join(err, election.Stop(stopCtx))
 	}()
-	if err := election.Campaign(resource, nil); err != nil {
-		return err
-	}
-	for {
-		lead, err := election.AwaitLeadership(ctx, resource)
-		switch {
-		case ctx.Err() != nil:
-			return nil
-		case err != nil:
-			return err
-		}
+	// Run calls the function each time this candidate leads, and releases
+	// the key, when the program stops, only after the function has returned.
+	err = election.Run(ctx, resource, func(leading context.Context, lead *consulelect.Leadership) error {
 		fmt.Fprintf(out, "leading %s with fencing token %d\n", resource, lead.FencingToken)
-
-		// lead.Context ends with the leadership, ctx with the program: the
-		// work must stop at whichever ends first.
-		workCtx, cancel := context.WithCancel(ctx)
-		stopCancelling := context.AfterFunc(lead.Context, cancel)
-		err = work(workCtx, lead.FencingToken)
-		stopCancelling()
-		cancel()
-
+		err := work(leading, lead.FencingToken)
 		switch {
-		case ctx.Err() != nil:
-			return nil // the deferred Stop releases the key
-		case lead.Context.Err() != nil:
+		case ctx.Err() != nil: // the program stops
+		case leading.Err() != nil:
 			fmt.Fprintf(out, "lost %s; campaigning again\n", resource)
 		default:
 			fmt.Fprintf(out, "work failed (%v); resigning %s\n", err, resource)
-			if err := election.Resign(resource, resignHoldOff); err != nil {
-				return err
-			}
-			// Until the engine has processed the resignation,
-			// AwaitLeadership would return this same leadership.
-			select {
-			case <-lead.Context.Done():
-			case <-ctx.Done():
-				return nil
-			}
+			return election.Resign(resource, resignHoldOff)
 		}
+		return nil
+	})
+	if errors.Is(err, context.Canceled) {
+		return nil
 	}
+	return err
 }
 
 // generateReports is a stand-in for your work: it reports every second.

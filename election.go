@@ -35,7 +35,7 @@ type Election struct {
 	opts   Options
 	system *actor.ActorSystem
 	root   *actor.PID
-	events *eventQueue
+	events *events
 	// client talks to Consul for guarded writes (nil with another Backend);
 	// closeClient closes it if Start made it.
 	client      *consul.Client
@@ -82,8 +82,7 @@ func Start(ctx context.Context, opts Options) (*Election, error) {
 	}
 	closeClient := func() {}
 	if opts.Backend == nil {
-		client, err := consul.NewClient(consul.Config{Address: opts.ConsulAddress, Datacenter: opts.Datacenter,
-			Token: opts.Token, TokenFile: opts.TokenFile, TLS: opts.TLS})
+		client, err := consul.NewClient(opts.ConsulConfig())
 		if err != nil {
 			return nil, err
 		}
@@ -98,7 +97,7 @@ func Start(ctx context.Context, opts Options) (*Election, error) {
 		opts:        opts,
 		client:      client,
 		closeClient: closeClient,
-		events:      newEventQueue(),
+		events:      &events{},
 		leading:     map[string]*Leadership{},
 		wake:        map[string]chan struct{}{},
 		running:     map[string]bool{},

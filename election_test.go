@@ -42,6 +42,12 @@ func start(t *testing.T, opts consulelect.Options) *consulelect.Election {
 func TestLeadershipContextIsCancelledWhenLeadershipIsLost(t *testing.T) {
 	e := start(t, options(t, "alpha"))
 	events := e.Events()
+	defer func() {
+		go func() {
+			for range events {
+			}
+		}()
+	}() // closed by Stop
 	if err := e.Campaign("billing", map[string]string{"version": "1.2.3"}); err != nil {
 		t.Fatal(err)
 	}

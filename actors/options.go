@@ -113,6 +113,12 @@ func DefaultOptions() Options {
 		DrainTimeout: DefaultDrainTimeout}
 }
 
+// ConsulConfig is how these options reach Consul: the one mapping of the
+// options to a consul.Config (consul.NewClient).
+func (o Options) ConsulConfig() consul.Config {
+	return consul.Config{Address: o.ConsulAddress, Datacenter: o.Datacenter, Token: o.Token, TokenFile: o.TokenFile, TLS: o.TLS}
+}
+
 // Validate checks every option before anything is sent to Consul. The error
 // lists each violation, naming the option and what it allows.
 func (o Options) Validate() error {

@@ -36,8 +36,7 @@ func NewProps(opts Options) (*actor.Props, error) {
 	logger = logger.With(zap.String("candidate", opts.CandidateID))
 	backend, closeBackend := opts.Backend, func() {}
 	if backend == nil {
-		client, err := consul.NewClient(consul.Config{Address: opts.ConsulAddress, Datacenter: opts.Datacenter,
-			Token: opts.Token, TokenFile: opts.TokenFile, TLS: opts.TLS})
+		client, err := consul.NewClient(opts.ConsulConfig())
 		if err != nil {
 			return nil, err
 		}

@@ -86,9 +86,12 @@ func NewClient(cfg Config) (*Client, error) {
 		if err := ValidateAddress(cfg.Address); err != nil {
 			return nil, fmt.Errorf("ConsulAddress: %w", err)
 		}
-		// api.NewClient takes the scheme from an http(s):// prefix; a bare
-		// host:port keeps CONSUL_HTTP_SSL's.
 		conf.Address = cfg.Address
+		if !strings.Contains(cfg.Address, "://") && conf.Scheme == "https" {
+			// A bare host:port keeps CONSUL_HTTP_SSL's scheme, as the
+			// Consul CLI does.
+			conf.Address = "https://" + cfg.Address
+		}
 	}
 	if cfg.Datacenter != "" {
 		conf.Datacenter = cfg.Datacenter

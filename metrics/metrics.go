@@ -2,7 +2,7 @@
 // /healthz handler. Register it on your registry and pass it as
 // Options.Observer:
 //
-//	m, err := metrics.New(prometheus.DefaultRegisterer, opts.SessionTTL)
+//	m, err := metrics.New(prometheus.DefaultRegisterer, opts.Timing())
 //	opts.Observer = m
 //	http.Handle("/healthz", m.Healthz())
 package metrics
@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/excalibur/consul-elect/actors"
 	"github.com/excalibur/consul-elect/consul"
 	"github.com/excalibur/consul-elect/messages"
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,7 +22,9 @@ import (
 
 // Metrics implements actors.Observer.
 type Metrics struct {
-	ttl           time.Duration
+	// staleAfter is the engine's step-down point: a leader that has not
+	// renewed for that long has stepped down.
+	staleAfter    time.Duration
 	isLeader      *prometheus.GaugeVec
 	transitions   *prometheus.CounterVec
 	renewLatency  prometheus.Histogram
@@ -34,12 +37,13 @@ type Metrics struct {
 	lastFail error // the last failure, for Healthz's answer
 }
 
-// New registers the metrics on reg. ttl is the engine's SessionTTL: Healthz
-// fails once renewals have failed for longer than that.
-func New(reg prometheus.Registerer, ttl time.Duration) (*Metrics, error) {
+// New registers the metrics on reg. timing is the engine's
+// (Options.Timing()): Healthz fails once no renewal has succeeded for
+// Timing.StepDownAfter, when a leader would have stepped down.
+func New(reg prometheus.Registerer, timing actors.Timing) (*Metrics, error) {
 	m := &Metrics{
-		ttl:     ttl,
-		started: time.Now(),
+		staleAfter: timing.StepDownAfter,
+		started:    time.Now(),
 		isLeader: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "consul_elect_is_leader", Help: "1 while this candidate leads the resource, else 0.",
 		}, []string{"resource"}),
@@ -117,18 +121,18 @@ func (m *Metrics) lastRenew() time.Time {
 }
 
 // Healthz answers 200 while renewals succeed, and 503 once no renewal (or
-// session creation) has succeeded for longer than the session TTL (the same idea as client-go's
-// leader-election healthz adaptor).
+// session creation) has succeeded for longer than the step-down point (the
+// same idea as client-go's leader-election healthz adaptor).
 func (m *Metrics) Healthz() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		m.mu.Lock()
 		lastFail := m.lastFail
 		m.mu.Unlock()
-		// A session is refreshed every TTL/2: a TTL without success means
-		// renewals (or creating a session) are failing or hanging.
+		// Renewals come twice before the step-down point: none since
+		// means renewals (or creating a session) are failing or hanging.
 		since := time.Since(m.lastRenew())
-		if since > m.ttl {
-			http.Error(w, fmt.Sprintf("session renewals failing for %s (TTL %s): %v", since.Round(time.Millisecond), m.ttl, lastFail),
+		if since > m.staleAfter {
+			http.Error(w, fmt.Sprintf("session renewals failing for %s (the step-down point is %s): %v", since.Round(time.Millisecond), m.staleAfter, lastFail),
 				http.StatusServiceUnavailable)
 			return
 		}

@@ -25,7 +25,7 @@ func TestMetricsFollowLeadershipAndHealthzFailsWhenRenewalsFail(t *testing.T) {
 	opts.ConsulAddress, opts.KeyPrefix, opts.CandidateID = agent.URL(), "metrics", "alpha"
 	opts.Logger = zaptest.NewLogger(t)
 	opts.SessionTTL, opts.LockDelay = 2*time.Second, 0
-	m, err := metrics.New(reg, opts.SessionTTL)
+	m, err := metrics.New(reg, opts.Timing())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +51,8 @@ func TestMetricsFollowLeadershipAndHealthzFailsWhenRenewalsFail(t *testing.T) {
 		t.Fatalf("healthz %d while healthy", code)
 	}
 
-	// Freeze the agent: renewals fail, and after the TTL healthz says so.
+	// Freeze the agent: renewals fail, and past the step-down point healthz
+	// says so.
 	if err := agent.Pause(); err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +60,7 @@ func TestMetricsFollowLeadershipAndHealthzFailsWhenRenewalsFail(t *testing.T) {
 	for healthz(m) == http.StatusOK || value(t, reg, "consul_elect_session_renew_failures_total", nil) < 1 {
 		if time.Now().After(deadline) {
 			_ = agent.Resume()
-			t.Fatal("healthz stayed OK (or no renew failure was counted) while renewals failed for longer than the TTL")
+			t.Fatal("healthz stayed OK (or no renew failure was counted) while renewals failed past the step-down point")
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -10,7 +10,6 @@ import (
 	"os"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/excalibur/consul-elect/actors"
@@ -171,18 +170,6 @@ func joinUsage(errs []error) error {
 // key is the lock key of the resource.
 func (c *commonFlags) key() string { return c.prefix + "/" + c.resource }
 
-// consulConfig says how to reach Consul. Empty fields fall back to the
-// CONSUL_* variables in package consul, as the Consul CLI does.
-func (c *commonFlags) consulConfig() consul.Config {
-	address := c.address
-	// consul.NewClient reads the scheme from the address only, so a bare
-	// host:port would go out as plain HTTP even with CONSUL_HTTP_SSL=true.
-	if address != "" && !strings.Contains(address, "://") && envTrue("CONSUL_HTTP_SSL") {
-		address = "https://" + address
-	}
-	return consul.Config{Address: address, Datacenter: c.datacenter, Token: c.token, TokenFile: c.tokenFile}
-}
-
 // consulAddress is the address in effect, for messages.
 func (c *commonFlags) consulAddress() string {
 	if c.address != "" {
@@ -192,11 +179,6 @@ func (c *commonFlags) consulAddress() string {
 		return env
 	}
 	return defaultAddress
-}
-
-func envTrue(name string) bool {
-	v, err := strconv.ParseBool(os.Getenv(name))
-	return err == nil && v
 }
 
 // newLogger returns a zap logger writing to w at the flags' level and format.
@@ -257,7 +239,7 @@ func printFlags(w io.Writer, fs *flag.FlagSet) {
 // client builds the Consul client these flags describe; bad settings (a
 // missing CA file, say) are usage errors.
 func (f *commonFlags) client() (*consul.Client, error) {
-	client, err := consul.NewClient(f.consulConfig())
+	client, err := consul.NewClient(f.options().ConsulConfig())
 	if err != nil {
 		return nil, usagef("Consul client settings (CONSUL_* variables): %v", err)
 	}

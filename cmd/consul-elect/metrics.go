@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/excalibur/consul-elect/actors"
 	"github.com/excalibur/consul-elect/metrics"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -23,9 +24,9 @@ type runMetrics struct {
 	commandStarts  prometheus.Counter
 }
 
-func newRunMetrics(resource string, ttl time.Duration) (*runMetrics, error) {
+func newRunMetrics(resource string, timing actors.Timing) (*runMetrics, error) {
 	registry := prometheus.NewRegistry()
-	engine, err := metrics.New(registry, ttl)
+	engine, err := metrics.New(registry, timing)
 	if err != nil {
 		return nil, err
 	}

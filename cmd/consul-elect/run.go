@@ -93,7 +93,7 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.failoverTTL, "fast-failover-ttl", 0, fmt.Sprintf("TTL of the --fast-failover check, between 1s and --ttl; it must leave room for --kill-grace (default: the shortest whole second from %s that does, at most --ttl: %s with the default --kill-grace)",
 		minAutoCheckTTL, defaultCheckTTL()))
 	fs.DurationVar(&f.timeout, "timeout", 0, "give up if not leader within this long after campaigning starts: exit 1 without having started COMMAND (default 0s: wait forever)")
-	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "serve /metrics (Prometheus) and /healthz (503 once session renewals have failed for a TTL) on this `ADDR`, e.g. 127.0.0.1:9100")
+	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "serve /metrics (Prometheus) and /healthz (503 once no session renewal has succeeded until the step-down point) on this `ADDR`, e.g. 127.0.0.1:9100")
 }
 
 // defaultCheckTTL is the check TTL that run --fast-failover chooses when
@@ -249,7 +249,7 @@ func runCommand(env *cli, args []string) error {
 	ctx, stopNotify := signal.NotifyContext(context.Background(), stopSignals...)
 	defer stopNotify()
 
-	metrics, err := newRunMetrics(f.resource, opts.SessionTTL)
+	metrics, err := newRunMetrics(f.resource, timing)
 	if err != nil {
 		return err
 	}

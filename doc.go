@@ -3,15 +3,20 @@
 // resources, one blocking query for all of them.
 //
 // Use it three ways: spawn actors.NewProps in your own actor system (or under
-// your own supervisor) and subscribe to its events on the EventStream; or
-// call Start here for a plain Go API:
+// your own supervisor), give a Campaign a Worker and subscribe to its events
+// on the EventStream; run the consul-elect command; or call Start here for a
+// plain Go API:
 //
 //	e, err := consulelect.Start(ctx, consulelect.DefaultOptions())
 //	if err != nil { … }
 //	defer e.Stop(context.Background())
-//	e.Campaign("order-processor", nil)
-//	lead, err := e.AwaitLeadership(ctx, "order-processor")
-//	process(lead.Context, lead.FencingToken) // lead.Context ends when leadership does
+//	err = e.Run(ctx, "order-processor", func(ctx context.Context, lead *consulelect.Leadership) error {
+//		return process(ctx, lead.FencingToken) // ctx ends the moment leadership does
+//	})
+//
+// Run releases the key on a voluntary end (Resign, Stop, ctx done) only after
+// the function has returned, so a standby never starts while this leader's
+// work still runs.
 //
 // # Guarantees
 //
@@ -23,7 +28,7 @@
 //     LeadershipLost (and cancels Leadership.Context) no later than
 //     lastRenewSent + W − (W/10 + SelfFenceMargin), where lastRenewSent is when the
 //     last successful renew request was sent and W, the fence window, is
-//     min(SessionTTL, LockDelay) (Options.FenceWindow). Consul cannot expire
+//     min(SessionTTL, LockDelay) (Options.Timing). Consul cannot expire
 //     the session before lastRenewSent + SessionTTL, and when a check
 //     (serfHealth of a dead node or agent) invalidates it earlier, lock-delay
 //     keeps others out for LockDelay: either way the leader has stopped
@@ -32,7 +37,9 @@
 //     session was invalidated or its health check went critical, from one
 //     blocking query, and steps down before doing anything else.
 //   - Resign and Stop release keys explicitly, so a standby takes over at
-//     once; an invalidated session's keys stay locked for LockDelay.
+//     once (with Run or a Worker, once the work has stopped, at most
+//     DrainTimeout later); an invalidated session's keys stay locked for
+//     LockDelay.
 //
 // # Not guaranteed
 //

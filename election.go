@@ -24,9 +24,9 @@ func DefaultOptions() Options { return actors.DefaultOptions() }
 // ErrStopped is returned by calls on an Election that has stopped.
 var ErrStopped = errors.New("consul-elect: the election has stopped")
 
-// requestTimeout bounds a question to the engine's actors that does not wait
+// answerTimeout bounds a question to the engine's actors that does not wait
 // for work to drain.
-const requestTimeout = 10 * time.Second
+const answerTimeout = 10 * time.Second
 
 // Election is one candidate, for any number of resources, with one Consul
 // session. It runs the engine in an actor system of its own; actor users
@@ -308,8 +308,8 @@ func (e *Election) Resign(resource string, holdOff time.Duration) error {
 		return nil
 	case <-e.stopped:
 		return nil
-	case <-time.After(requestTimeout):
-		return fmt.Errorf("consul-elect: resigning %s: the engine did not answer within %s", resource, requestTimeout)
+	case <-time.After(answerTimeout):
+		return fmt.Errorf("consul-elect: resigning %s: the engine did not answer within %s", resource, answerTimeout)
 	}
 }
 
@@ -317,7 +317,7 @@ func (e *Election) Resign(resource string, holdOff time.Duration) error {
 // its key's value without a new term; followers see it in LeaderChanged. It
 // returns messages.ErrNotLeader when this candidate does not lead resource.
 func (e *Election) Proclaim(resource string, metadata map[string]string) error {
-	res, err := e.request(&messages.Proclaim{Resource: resource, Metadata: metadata}, requestTimeout)
+	res, err := e.request(&messages.Proclaim{Resource: resource, Metadata: metadata}, answerTimeout)
 	if err != nil {
 		return err
 	}
@@ -345,7 +345,7 @@ func (e *Election) Withdraw(resource string) error {
 
 // withdraw is Withdraw, waiting until the key is released (after the drain).
 func (e *Election) withdraw(resource string) error {
-	_, err := e.request(&messages.Withdraw{Resource: resource}, e.opts.DrainTimeout+requestTimeout)
+	_, err := e.request(&messages.Withdraw{Resource: resource}, e.opts.DrainTimeout+answerTimeout)
 	return err
 }
 
@@ -414,7 +414,7 @@ func (e *Election) AwaitLeadership(ctx context.Context, resource string) (*Leade
 // State asks the engine for the state of resource: whether this candidate
 // campaigns and leads, and who leads as observed.
 func (e *Election) State(ctx context.Context, resource string) (messages.State, error) {
-	timeout := requestTimeout
+	timeout := answerTimeout
 	if deadline, ok := ctx.Deadline(); ok {
 		timeout = time.Until(deadline)
 	}
@@ -436,7 +436,7 @@ func (e *Election) Events() <-chan messages.Event { return e.events.channel() }
 // and stops the engine. It waits until done or ctx ends.
 func (e *Election) Stop(ctx context.Context) error {
 	e.stopOnce.Do(func() {
-		timeout := e.opts.DrainTimeout + requestTimeout
+		timeout := e.opts.DrainTimeout + answerTimeout
 		if deadline, ok := ctx.Deadline(); ok {
 			timeout = time.Until(deadline)
 		}

@@ -12,8 +12,10 @@ import (
 // healthWatcher watches HealthCheckID on the session's node with blocking
 // queries and tells the root when it is critical, so that leaders step down
 // at once. With FastFailover it also feeds the candidate's own TTL check
-// every FastFailoverTTL/2 and reports each success (CheckFed), which moves
-// the self-fence deadline.
+// every CheckUpdateEvery and reports each success (CheckFed), which moves
+// the self-fence deadline; failed updates are retried on the check's
+// refreshSchedule (every CheckRetryEvery, one last attempt shortly before
+// the check's step-down point).
 //
 // Consul invalidates the sessions bound to a check in the same write that
 // marks it critical, so this step-down cannot come before the invalidation;
@@ -28,6 +30,8 @@ type healthWatcher struct {
 	gen      uint64
 	reported bool // critical already reported for this session
 	retry    backoff
+	feeding  refreshSchedule
+	lastFed  time.Time // the check was last set passing by a request sent then
 }
 
 type (
@@ -51,6 +55,7 @@ func (h *healthWatcher) Receive(c actor.Context) {
 	case *actor.Started:
 		h.calls = newCalls(c)
 		h.retry = newBackoff(100*time.Millisecond, 5*time.Second)
+		h.feeding = checkSchedule(h.timing)
 		c.Request(c.Parent(), &protocol.ChildStarted{})
 		if h.opts.FastFailover {
 			h.feed()
@@ -58,17 +63,12 @@ func (h *healthWatcher) Receive(c actor.Context) {
 	case *feedTick:
 		h.feed()
 	case *fed:
-		every := h.timing.CheckUpdateEvery
-		if m.err != nil {
-			h.consulError("refresh fast-failover check", m.err)
-			h.logger.Warn("refreshing the fast-failover check failed; retrying", zap.Error(m.err))
-			every = h.timing.CheckRetryEvery
-		} else {
-			c.Send(c.Parent(), &protocol.CheckFed{SessionID: h.session, SentAt: m.sentAt})
-		}
-		h.calls.after(max(time.Until(m.sentAt.Add(every)), 0), &feedTick{})
+		h.checkUpdated(c, m)
 	case *protocol.SessionReady:
 		h.session, h.reported = m.ID, false
+		if m.CheckFedAt.After(h.lastFed) { // the check was registered passing
+			h.lastFed = m.CheckFedAt
+		}
 		if h.opts.HealthCheckID == "" {
 			return
 		}
@@ -108,12 +108,32 @@ func (h *healthWatcher) Receive(c actor.Context) {
 
 func (h *healthWatcher) feed() {
 	checkID := h.opts.failoverCheck().CheckID
+	sentAt := time.Now()
+	abandonAt := h.feeding.abandonAt(h.lastFed, sentAt)
 	h.calls.run(func(ctx context.Context) any {
-		ctx, cancel := context.WithTimeout(ctx, h.timing.CheckTTL)
+		ctx, cancel := context.WithDeadline(ctx, abandonAt)
 		defer cancel()
-		sentAt := time.Now()
 		return &fed{sentAt: sentAt, err: h.failover.UpdateCheck(ctx, checkID, "passing", "")}
 	})
+}
+
+// checkUpdated takes in the result of a check update and schedules the
+// next one.
+func (h *healthWatcher) checkUpdated(c actor.Context, m *fed) {
+	var at time.Time
+	if m.err == nil {
+		if m.sentAt.After(h.lastFed) {
+			h.lastFed = m.sentAt
+		}
+		c.Send(c.Parent(), &protocol.CheckFed{SessionID: h.session, SentAt: m.sentAt})
+		at = h.feeding.next(m.sentAt)
+	} else {
+		h.consulError("refresh fast-failover check", m.err)
+		at = h.feeding.retryAt(h.lastFed, m.sentAt, m.err)
+		h.logger.Warn("refreshing the fast-failover check failed; retrying", zap.Error(m.err),
+			zap.Duration("in", max(time.Until(at), 0)))
+	}
+	h.calls.after(max(time.Until(at), 0), &feedTick{})
 }
 
 func (h *healthWatcher) read() {

@@ -133,8 +133,17 @@ func (c *candidate) state(resource string) messages.State {
 	return *res.(*messages.State)
 }
 
-// operator is a plain Consul client, as an operator or another tool would use.
-func operator(t *testing.T, agent *devconsul.Agent) *consul.Client {
+// operator is an operator's hands on agent (reading, writing and deleting
+// keys, destroying sessions, registering checks), as another tool would use
+// them.
+func operator(t *testing.T, agent *devconsul.Agent) *devconsul.Operator {
+	t.Helper()
+	return agent.Operator()
+}
+
+// consulClient is a Consul client of the test's own, for the calls the
+// engine makes.
+func consulClient(t *testing.T, agent *devconsul.Agent) *consul.Client {
 	t.Helper()
 	client, err := consul.NewClient(consul.Config{Address: agent.URL(), Token: agent.ManagementToken})
 	if err != nil {

@@ -24,7 +24,7 @@ func TestManyResourcesShareOneSession(t *testing.T) {
 	if len(sessions) != 1 {
 		t.Fatalf("%d sessions for %d resources; want 1", len(sessions), n)
 	}
-	entries, _, err := operator(t, shared).ListPrefix(ctxFor(t), c.opts.KeyPrefix+"/", 0, 0)
+	entries, _, err := consulClient(t, shared).ListPrefix(ctxFor(t), c.opts.KeyPrefix+"/", 0, 0)
 	if err != nil || len(entries) != n {
 		t.Fatalf("%d keys under the prefix (err %v); want %d", len(entries), err, n)
 	}

@@ -176,6 +176,16 @@ func heldBy(entries []consul.Entry, key, session string) bool {
 	return false
 }
 
+// holder is the session holding key among entries, "" if none.
+func holder(entries []consul.Entry, key string) string {
+	for _, e := range entries {
+		if e.Key == key {
+			return e.Session
+		}
+	}
+	return ""
+}
+
 func (r *failoverRun) add(how death, dead, invalidated, newLeader time.Time, lockDelay time.Duration) {
 	r.excess = append(r.excess, newLeader.Sub(invalidated)-lockDelay)
 	r.total = append(r.total, newLeader.Sub(dead))
@@ -261,13 +271,13 @@ func lockFailovers(ctx context.Context, env *Env, how death, ttl, lockDelay time
 			return run, err
 		}
 		rctx, cancel := context.WithTimeout(ctx, eventTimeout)
-		session, _, err := env.Operator.Get(rctx, key)
+		entries, _, err := env.Operator.ListPrefix(rctx, key, 0, 0)
 		cancel()
 		if err != nil {
 			standby.close()
 			return run, err
 		}
-		invalidated, dead, err := kill(ctx, env, how, leader.meter.Kill, key, session.Session)
+		invalidated, dead, err := kill(ctx, env, how, leader.meter.Kill, key, holder(entries, key))
 		if err != nil {
 			standby.close()
 			return run, err

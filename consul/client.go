@@ -42,10 +42,9 @@ type TLSConfig struct {
 // Client is a Consul client for the election engine. It is safe for
 // concurrent use.
 type Client struct {
-	api        *api.Client
-	http       *http.Client
-	batch      *batcher
-	datacenter string
+	api   *api.Client
+	http  *http.Client
+	batch *batcher
 }
 
 // ValidateAddress checks an address in any form CONSUL_HTTP_ADDR accepts.
@@ -135,7 +134,7 @@ func NewClient(cfg Config) (*Client, error) {
 		if err != nil {
 			return nil, fmt.Errorf("consul client: %w", err)
 		}
-		return &Client{api: client, batch: &batcher{client: client}, datacenter: conf.Datacenter}, nil
+		return &Client{api: client, batch: &batcher{client: client}}, nil
 	}
 	if strings.HasPrefix(conf.Address, "https://") {
 		conf.Scheme = "https"
@@ -152,7 +151,7 @@ func NewClient(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("consul client: %w", err)
 	}
-	return &Client{api: client, http: httpClient, batch: &batcher{client: client}, datacenter: conf.Datacenter}, nil
+	return &Client{api: client, http: httpClient, batch: &batcher{client: client}}, nil
 }
 
 // Close closes idle connections to the agent.
@@ -162,9 +161,6 @@ func (c *Client) Close() {
 	}
 }
 
-// Datacenter is the datacenter requests go to ("" : the agent's own).
-func (c *Client) Datacenter() string { return c.datacenter }
-
 func (c *Client) query(ctx context.Context) *api.QueryOptions {
 	return (&api.QueryOptions{}).WithContext(ctx)
 }
@@ -173,8 +169,8 @@ func (c *Client) write(ctx context.Context) *api.WriteOptions {
 	return (&api.WriteOptions{}).WithContext(ctx)
 }
 
-// blocking returns options for a blocking query at index, waiting at most wait.
-func (c *Client) blocking(ctx context.Context, index uint64, wait time.Duration) *api.QueryOptions {
+// blockingQuery returns options for a blocking query at index, waiting at most wait.
+func (c *Client) blockingQuery(ctx context.Context, index uint64, wait time.Duration) *api.QueryOptions {
 	q := &api.QueryOptions{WaitIndex: index, WaitTime: wait}
 	return q.WithContext(ctx)
 }

@@ -148,17 +148,7 @@ func TestGuardedPutWritesOnlyForTheLeadershipThatHoldsTheLock(t *testing.T) {
 	if err := client.GuardedPut(ctx, term2, "guard/data", []byte("four")); err != nil {
 		t.Fatalf("guarded write of the current term: %v", err)
 	}
-	if e, _, _ := client.Get(ctx, "guard/data"); string(e.Value) != "four" {
+	if e, _, _ := agent.Operator().Get(ctx, "guard/data"); string(e.Value) != "four" {
 		t.Fatalf("data is %q; only the accepted writes may land", e.Value)
-	}
-}
-
-func TestNextIndexFollowsConsulsRules(t *testing.T) {
-	for _, tc := range []struct{ prev, got, want uint64 }{
-		{0, 5, 5}, {5, 9, 9}, {9, 3, 0}, {0, 0, 1}, {7, 7, 7},
-	} {
-		if got := consul.NextIndex(tc.prev, tc.got); got != tc.want {
-			t.Errorf("NextIndex(%d, %d) = %d; want %d", tc.prev, tc.got, got, tc.want)
-		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/excalibur/consul-elect/internal/blocking"
 	"github.com/hashicorp/consul/api"
 )
 
@@ -26,10 +27,11 @@ func entryOf(p *api.KVPair) Entry {
 
 // ListPrefix reads every key under prefix. With index > 0 it is a blocking
 // query: it answers when something under prefix changed after index, or
-// after wait. It returns the entries and the index for the next call
-// (already passed through NextIndex).
+// after wait. It returns the entries and the index for the next call, by
+// Consul's rules (blocking.NextIndex): 0 when Consul's index went backwards,
+// so that the next call reads at once, and never 0 otherwise.
 func (c *Client) ListPrefix(ctx context.Context, prefix string, index uint64, wait time.Duration) ([]Entry, uint64, error) {
-	pairs, meta, err := c.api.KV().List(prefix, c.blocking(ctx, index, wait))
+	pairs, meta, err := c.api.KV().List(prefix, c.blockingQuery(ctx, index, wait))
 	if err != nil {
 		return nil, index, wrap("list "+prefix, err)
 	}
@@ -37,16 +39,7 @@ func (c *Client) ListPrefix(ctx context.Context, prefix string, index uint64, wa
 	for _, p := range pairs {
 		entries = append(entries, entryOf(p))
 	}
-	return entries, NextIndex(index, meta.LastIndex), nil
-}
-
-// Get reads one key; ok is false when it does not exist.
-func (c *Client) Get(ctx context.Context, key string) (e Entry, ok bool, err error) {
-	pair, _, err := c.api.KV().Get(key, c.query(ctx))
-	if err != nil || pair == nil {
-		return Entry{}, false, wrap("read "+key, err)
-	}
-	return entryOf(pair), true, nil
+	return entries, blocking.NextIndex(index, meta.LastIndex), nil
 }
 
 // Acquire locks key for session, writing value and KeyFlags, and returns the
@@ -133,32 +126,6 @@ func (c *Client) Release(ctx context.Context, key, session string, value []byte)
 	return err
 }
 
-// ReleaseAny unlocks key on behalf of whichever session holds it (the
-// operator's `release`). It returns the session that held it, "" if none.
-func (c *Client) ReleaseAny(ctx context.Context, key string) (string, error) {
-	entry, ok, err := c.Get(ctx, key)
-	if err != nil || !ok || entry.Session == "" {
-		return "", err
-	}
-	ops := api.TxnOps{{KV: &api.KVTxnOp{Verb: api.KVUnlock, Key: key, Session: entry.Session, Value: entry.Value, Flags: entry.Flags}}}
-	if _, err := c.txn(ctx, "release "+key, ops); err != nil {
-		return "", err
-	}
-	return entry.Session, nil
-}
-
-// Delete removes key (for operators and tests).
-func (c *Client) Delete(ctx context.Context, key string) error {
-	_, err := c.api.KV().Delete(key, c.write(ctx))
-	return wrap("delete "+key, err)
-}
-
-// Put writes key with flags, without any lock (for operators and tests).
-func (c *Client) Put(ctx context.Context, key string, value []byte, flags uint64) error {
-	_, err := c.api.KV().Put(&api.KVPair{Key: key, Value: value, Flags: flags}, c.write(ctx))
-	return wrap("write "+key, err)
-}
-
 // Fence identifies one leadership of a lock key: the key, the session that
 // holds it and the fencing token of the acquisition (LeadershipAcquired
 // carries all three).
@@ -192,7 +159,7 @@ func (c *Client) GuardedPut(ctx context.Context, fence Fence, key string, value 
 		}
 		if index != 0 && attempt < maxProclaimRetries {
 			// A Proclaim of the same term moves the index: follow it.
-			if e, ok, getErr := c.Get(ctx, fence.Key); getErr == nil && ok && e.Session == fence.Session && e.ModifyIndex != index {
+			if e, ok, getErr := c.get(ctx, fence.Key); getErr == nil && ok && e.Session == fence.Session && e.ModifyIndex != index {
 				if v, decodeErr := DecodeValue(e.Value); decodeErr == nil && v.Token == fence.Token {
 					index = e.ModifyIndex
 					continue
@@ -202,6 +169,15 @@ func (c *Client) GuardedPut(ctx context.Context, fence Fence, key string, value 
 		return &Error{Op: "guarded write " + key, Kind: ErrLockLost,
 			Err: fmt.Errorf("%s is no longer held by session %s with token %d", fence.Key, fence.Session, fence.Token)}
 	}
+}
+
+// get reads one key; ok is false when it does not exist.
+func (c *Client) get(ctx context.Context, key string) (e Entry, ok bool, err error) {
+	pair, _, err := c.api.KV().Get(key, c.query(ctx))
+	if err != nil || pair == nil {
+		return Entry{}, false, wrap("read "+key, err)
+	}
+	return entryOf(pair), true, nil
 }
 
 // maxProclaimRetries bounds how many proclaims GuardedPut follows while it

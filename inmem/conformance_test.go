@@ -13,32 +13,42 @@ import (
 	"github.com/excalibur/consul-elect/actors"
 	"github.com/excalibur/consul-elect/consul"
 	"github.com/excalibur/consul-elect/inmem"
+	"github.com/excalibur/consul-elect/internal/devconsul"
 )
 
 // The conformance table: the semantics the engine relies on, asserted at
 // the Backend level against a real Consul agent and against the Store. A row
 // that passes on Consul and fails in memory is a bug of this package.
 
-// lockService is what both a consul.Client and a Store offer.
+// lockService is what both a consul.Client and a Store offer: the engine's
+// calls, a leader's guarded writes and the fast-failover check's update.
 type lockService interface {
 	actors.Backend
+	GuardedPut(ctx context.Context, fence consul.Fence, key string, value []byte) error
+	UpdateCheck(ctx context.Context, id, status, output string) error
+}
+
+// operator is an operator's hands on the service: a devconsul.Operator on
+// the agent, or the Store itself.
+type operator interface {
 	Get(ctx context.Context, key string) (consul.Entry, bool, error)
 	Put(ctx context.Context, key string, value []byte, flags uint64) error
 	Delete(ctx context.Context, key string) error
-	GuardedPut(ctx context.Context, fence consul.Fence, key string, value []byte) error
 	RegisterTTLCheck(ctx context.Context, id, serviceID string, ttl time.Duration, status string) error
-	UpdateCheck(ctx context.Context, id, status, output string) error
 	DeregisterCheck(ctx context.Context, id string) error
 }
 
 var (
 	_ lockService = (*consul.Client)(nil)
 	_ lockService = (*inmem.Store)(nil)
+	_ operator    = (*devconsul.Operator)(nil)
+	_ operator    = (*inmem.Store)(nil)
 )
 
 // service is one backend set up for one row.
 type service struct {
 	lockService
+	op     operator
 	node   string
 	prefix string // keys of this row
 }
@@ -58,11 +68,12 @@ var services = []struct {
 			t.Fatal(err)
 		}
 		t.Cleanup(client.Close)
-		return &service{lockService: client, node: agent.NodeName(), prefix: fmt.Sprintf("conformance/%d/", rows.Add(1))}
+		return &service{lockService: client, op: agent.Operator(), node: agent.NodeName(), prefix: fmt.Sprintf("conformance/%d/", rows.Add(1))}
 	}},
 	{"inmem", func(t *testing.T) *service {
 		// The dev agent's session_ttl_min is 1s.
-		return &service{lockService: newStore(t, inmem.WithMinSessionTTL(time.Second)), node: inmem.DefaultNode, prefix: "conformance/"}
+		store := newStore(t, inmem.WithMinSessionTTL(time.Second))
+		return &service{lockService: store, op: store, node: inmem.DefaultNode, prefix: "conformance/"}
 	}},
 }
 
@@ -121,7 +132,7 @@ func lock(t *testing.T, s *service, key, id, value string) consul.Entry {
 
 func read(t *testing.T, s *service, key string) consul.Entry {
 	t.Helper()
-	e, ok, err := s.Get(ctxFor(t), key)
+	e, ok, err := s.op.Get(ctxFor(t), key)
 	if err != nil || !ok {
 		t.Fatalf("Get(%s): ok=%v, %v", key, ok, err)
 	}
@@ -184,10 +195,10 @@ func maxLockValue(key, session string) int {
 
 func valuesAreLimited(t *testing.T, s *service) {
 	id := session(t, s, consul.SessionSpec{TTL: time.Minute})
-	if err := s.Put(ctxFor(t), s.key("put"), make([]byte, 512*1024), 0); err != nil {
+	if err := s.op.Put(ctxFor(t), s.key("put"), make([]byte, 512*1024), 0); err != nil {
 		t.Fatalf("a 512 KiB Put: %v", err)
 	}
-	wantKind(t, s.Put(ctxFor(t), s.key("put"), make([]byte, 512*1024+1), 0), consul.ErrRejected)
+	wantKind(t, s.op.Put(ctxFor(t), s.key("put"), make([]byte, 512*1024+1), 0), consul.ErrRejected)
 	k := s.key("lock")
 	largest := maxLockValue(k, id)
 	if _, err := s.Acquire(ctxFor(t), k, id, make([]byte, largest)); err != nil {
@@ -288,7 +299,7 @@ func destroyStartsLockDelay(t *testing.T, s *service) {
 	}
 	_, err := s.Acquire(ctxFor(t), k, "9f1c7a52-5d3e-4c1b-9a3f-0123456789ab", nil)
 	wantKind(t, err, consul.ErrLockDelay) // checked before the session
-	if err := s.Delete(ctxFor(t), k); err != nil {
+	if err := s.op.Delete(ctxFor(t), k); err != nil {
 		t.Fatal(err)
 	}
 	for {
@@ -312,7 +323,7 @@ func deletedKeyRestartsLockIndex(t *testing.T, s *service) {
 		t.Fatal(err)
 	}
 	second := lock(t, s, k, id, "")
-	if err := s.Delete(ctxFor(t), k); err != nil {
+	if err := s.op.Delete(ctxFor(t), k); err != nil {
 		t.Fatal(err)
 	}
 	if again := lock(t, s, k, id, ""); again.LockIndex != 1 || second.LockIndex != 2 || again.ModifyIndex <= second.ModifyIndex {
@@ -324,7 +335,7 @@ func plainPutKeepsTheSession(t *testing.T, s *service) {
 	id := session(t, s, consul.SessionSpec{TTL: time.Minute})
 	k := s.key("k")
 	lock(t, s, k, id, "")
-	if err := s.Put(ctxFor(t), k, []byte("foreign"), 7); err != nil {
+	if err := s.op.Put(ctxFor(t), k, []byte("foreign"), 7); err != nil {
 		t.Fatal(err)
 	}
 	if e := read(t, s, k); e.Session != id || e.Flags != 7 || e.LockIndex != 0 || string(e.Value) != "foreign" {
@@ -334,7 +345,7 @@ func plainPutKeepsTheSession(t *testing.T, s *service) {
 
 func blockingListWakesForItsPrefix(t *testing.T, s *service) {
 	ctx := ctxFor(t)
-	if err := s.Put(ctx, s.key("p/a"), []byte("1"), 0); err != nil {
+	if err := s.op.Put(ctx, s.key("p/a"), []byte("1"), 0); err != nil {
 		t.Fatal(err)
 	}
 	entries, index, err := s.ListPrefix(ctx, s.key("p/"), 0, 0)
@@ -342,11 +353,11 @@ func blockingListWakesForItsPrefix(t *testing.T, s *service) {
 		t.Fatalf("ListPrefix at 0: %+v, %d, %v", entries, index, err)
 	}
 	answer := listAsync(ctx, s, s.key("p/"), index, time.Minute)
-	if err := s.Put(ctx, s.key("q/other"), nil, 0); err != nil {
+	if err := s.op.Put(ctx, s.key("q/other"), nil, 0); err != nil {
 		t.Fatal(err)
 	}
 	quiet(t, answer, 300*time.Millisecond, "a write under another prefix")
-	if err := s.Delete(ctx, s.key("p/a")); err != nil {
+	if err := s.op.Delete(ctx, s.key("p/a")); err != nil {
 		t.Fatal(err)
 	}
 	got := receive(t, answer)
@@ -367,7 +378,7 @@ func emptyPrefixFollowsTheKVIndex(t *testing.T, s *service) {
 		t.Fatal(err)
 	}
 	answer := listAsync(ctx, s, s.key("nothing/"), index, time.Minute)
-	if err := s.Put(ctx, s.key("elsewhere"), nil, 0); err != nil {
+	if err := s.op.Put(ctx, s.key("elsewhere"), nil, 0); err != nil {
 		t.Fatal(err)
 	}
 	if got := receive(t, answer); got.err != nil || len(got.entries) != 0 || got.index <= index {
@@ -401,10 +412,10 @@ func sessionExpiresAtTwiceTTL(t *testing.T, s *service) {
 
 func sessionCreationRefused(t *testing.T, s *service) {
 	down := "conformance-down-" + strings.ReplaceAll(s.prefix, "/", "-") + fmt.Sprint(time.Now().UnixNano())
-	if err := s.RegisterTTLCheck(ctxFor(t), down, "", time.Hour, "critical"); err != nil {
+	if err := s.op.RegisterTTLCheck(ctxFor(t), down, "", time.Hour, "critical"); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = s.DeregisterCheck(context.Background(), down) })
+	t.Cleanup(func() { _ = s.op.DeregisterCheck(context.Background(), down) })
 	for name, spec := range map[string]consul.SessionSpec{
 		"TTL below session_ttl_min": {TTL: 500 * time.Millisecond, Node: s.node},
 		"unknown node":              {TTL: time.Minute, Node: "no-such-node"},
@@ -422,20 +433,20 @@ func sessionCreationRefused(t *testing.T, s *service) {
 
 func criticalCheckRefusesSession(t *testing.T, s *service) {
 	down := "conformance-down-" + strings.ReplaceAll(s.prefix, "/", "-") + fmt.Sprint(time.Now().UnixNano())
-	if err := s.RegisterTTLCheck(ctxFor(t), down, "", time.Hour, "critical"); err != nil {
+	if err := s.op.RegisterTTLCheck(ctxFor(t), down, "", time.Hour, "critical"); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = s.DeregisterCheck(context.Background(), down) })
+	t.Cleanup(func() { _ = s.op.DeregisterCheck(context.Background(), down) })
 	_, err := s.CreateSession(ctxFor(t), consul.SessionSpec{TTL: time.Minute, Node: s.node, NodeChecks: []string{"serfHealth", down}})
 	wantKind(t, err, consul.ErrRejected)
 }
 
 func criticalCheckInvalidates(t *testing.T, s *service) {
 	check := "conformance-" + strings.ReplaceAll(s.prefix, "/", "-") + fmt.Sprint(time.Now().UnixNano())
-	if err := s.RegisterTTLCheck(ctxFor(t), check, "", time.Hour, "passing"); err != nil {
+	if err := s.op.RegisterTTLCheck(ctxFor(t), check, "", time.Hour, "passing"); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = s.DeregisterCheck(context.Background(), check) })
+	t.Cleanup(func() { _ = s.op.DeregisterCheck(context.Background(), check) })
 	bound := session(t, s, consul.SessionSpec{TTL: time.Minute, LockDelay: time.Minute, NodeChecks: []string{"serfHealth", check}})
 	free := session(t, s, consul.SessionSpec{TTL: time.Minute})
 	lock(t, s, s.key("bound"), bound, "")
@@ -466,10 +477,10 @@ func criticalCheckInvalidates(t *testing.T, s *service) {
 func nodeCheckBlocks(t *testing.T, s *service) {
 	ctx := ctxFor(t)
 	check := "conformance-" + strings.ReplaceAll(s.prefix, "/", "-") + fmt.Sprint(time.Now().UnixNano())
-	if err := s.RegisterTTLCheck(ctx, check, "", time.Hour, "passing"); err != nil {
+	if err := s.op.RegisterTTLCheck(ctx, check, "", time.Hour, "passing"); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = s.DeregisterCheck(context.Background(), check) })
+	t.Cleanup(func() { _ = s.op.DeregisterCheck(context.Background(), check) })
 	var state consul.Check
 	var index uint64
 	for deadline := time.Now().Add(5 * time.Second); ; { // the agent syncs a new check to the catalog

@@ -9,11 +9,11 @@
 //	e, err := consulelect.Start(ctx, opts)
 //
 // The election engine runs unchanged on it and publishes the same events. A
-// *Store also has the hands of an operator, with the signatures of
-// consul.Client's (DestroySession, SessionInfo, Get, Put, Delete,
-// ReleaseAny, GuardedPut, RegisterTTLCheck, UpdateCheck, DeregisterCheck),
-// so a test can be written once against an interface and run on both, plus
-// Freeze and Unfreeze to make the "agent" stop answering.
+// *Store also has consul.Client's GuardedPut, for a leader's fenced writes;
+// the hands of an operator (Get, Put, Delete, ReleaseAny, RegisterTTLCheck,
+// DeregisterCheck, beside the backend's DestroySession, SessionInfo and
+// UpdateCheck), which consul.Client leaves to Consul's own tools; and Freeze
+// and Unfreeze to make the "agent" stop answering.
 //
 // # Modelled as Consul does it
 //

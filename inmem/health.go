@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/excalibur/consul-elect/consul"
+	"github.com/excalibur/consul-elect/internal/blocking"
 )
 
 // NodeCheck reads check id on node. With index > 0 it is a blocking query
@@ -27,7 +28,7 @@ func (s *Store) NodeCheck(ctx context.Context, node, checkID string, index uint6
 	if ok && node == s.cfg.node {
 		found = c.Check
 	}
-	next := consul.NextIndex(index, current())
+	next := blocking.NextIndex(index, current())
 	s.mu.Unlock()
 	if err := s.leave(ctx, op); err != nil {
 		return consul.Check{}, index, err

@@ -12,12 +12,13 @@ import (
 	"time"
 
 	"github.com/excalibur/consul-elect/consul"
+	"github.com/excalibur/consul-elect/internal/blocking"
 )
 
 // ListPrefix reads every key under prefix, sorted. With index > 0 it is a
 // blocking query: it answers when the prefix's index moves past index, after
-// wait, or when ctx ends. The returned index has gone through
-// consul.NextIndex.
+// wait, or when ctx ends. The returned index for the next call follows
+// Consul's rules, as consul.Client's does: never 0.
 func (s *Store) ListPrefix(ctx context.Context, prefix string, index uint64, wait time.Duration) ([]consul.Entry, uint64, error) {
 	op := "list " + prefix
 	if err := s.enter(ctx, op); err != nil {
@@ -39,7 +40,7 @@ func (s *Store) ListPrefix(ctx context.Context, prefix string, index uint64, wai
 		return nil, index, err
 	}
 	slices.SortFunc(entries, func(a, b consul.Entry) int { return strings.Compare(a.Key, b.Key) })
-	return entries, consul.NextIndex(index, got), nil
+	return entries, blocking.NextIndex(index, got), nil
 }
 
 // prefixIndex, with s.mu held, is the index Consul answers a list of prefix

@@ -5,8 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
+
+	"github.com/excalibur/consul-elect/consul"
 )
 
 const releaseSynopsis = "consul-elect release --resource NAME [flags] [--destroy-session] [--yes]"
@@ -33,13 +36,16 @@ func releaseCommand(env *cli, args []string) error {
 	readCtx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
 	key := f.key()
-	entry, exists, err := client.Get(readCtx, key)
+	entry, exists, _, err := readKey(readCtx, client, key, 0, 0)
 	if err != nil {
 		return fmt.Errorf("cannot read %s from Consul at %s: %w", key, f.consulAddress(), err)
 	}
 	if !exists || entry.Session == "" {
 		fmt.Fprintf(env.stdout, "%s: nobody holds it; nothing to release\n", key)
 		return nil
+	}
+	if !destroy && entry.Flags != consul.KeyFlags {
+		return foreignKey(entry)
 	}
 	holder := "session " + entry.Session
 	if state, err := stateOf(f.resource, entry, exists); err == nil {
@@ -48,7 +54,7 @@ func releaseCommand(env *cli, args []string) error {
 
 	var held []string
 	if destroy {
-		if held, err = client.KeysHeldBy(readCtx, entry.Session); err != nil {
+		if held, err = keysHeldBy(readCtx, client, entry.Session); err != nil {
 			return fmt.Errorf("cannot list the keys session %s holds: %w", entry.Session, err)
 		}
 		fmt.Fprintf(env.stdout, "%s is held by %s.\nDestroying the session releases every key it holds (of those this token can read), and Consul keeps them locked for the session's lock-delay:\n", key, holder)
@@ -71,15 +77,50 @@ func releaseCommand(env *cli, args []string) error {
 		fmt.Fprintf(env.stdout, "Destroyed session %s; released %d key(s): %s\n", entry.Session, len(held), strings.Join(held, ", "))
 		return nil
 	}
-	released, err := client.ReleaseHeldBy(ctx, entry)
+	// Release unlocks the key only while entry.Session holds it, but does
+	// not say whether it did: read it again first, so that a holder that
+	// changed while the operator was asked is reported, not released.
+	now, exists, _, err := readKey(ctx, client, key, 0, 0)
 	if err != nil {
 		return fmt.Errorf("cannot release %s: %w", key, err)
 	}
-	if !released {
+	if !exists || now.Session != entry.Session {
 		return fmt.Errorf("%s was no longer held by session %s; nothing was changed (run status to see who leads now)", key, entry.Session)
+	}
+	if now.Flags != consul.KeyFlags {
+		return foreignKey(now)
+	}
+	// The value is written back as it is, with consul-elect's flags.
+	if err := client.Release(ctx, key, now.Session, now.Value); err != nil {
+		return fmt.Errorf("cannot release %s: %w", key, err)
 	}
 	fmt.Fprintf(env.stdout, "Released %s, held by %s.\n", key, holder)
 	return nil
+}
+
+// foreignKey refuses to release a key that is not consul-elect's: releasing
+// writes consul-elect's flags, which would change the other application's.
+func foreignKey(e consul.Entry) error {
+	return fmt.Errorf("%s is held by session %s but is not a consul-elect key (flags %#x): something else uses this path; nothing was changed (--destroy-session ends the holder's session instead)",
+		e.Key, e.Session, e.Flags)
+}
+
+// keysHeldBy lists, sorted, every key held by session among those the token
+// may read. Consul keeps no index from sessions to keys, so it reads the
+// whole KV store: an operator's question, not one for a hot path.
+func keysHeldBy(ctx context.Context, client *consul.Client, session string) ([]string, error) {
+	entries, _, err := client.ListPrefix(ctx, "", 0, 0)
+	if err != nil {
+		return nil, err
+	}
+	var keys []string
+	for _, e := range entries {
+		if e.Session == session {
+			keys = append(keys, e.Key)
+		}
+	}
+	slices.Sort(keys)
+	return keys, nil
 }
 
 // confirm asks question on stdout and reads the answer from stdin.

@@ -87,3 +87,36 @@ func TestReleaseWithNobodyLeadingChangesNothing(t *testing.T) {
 		t.Fatalf("exit %d, stdout %q, stderr %q", code, stdout, stderr)
 	}
 }
+
+func TestReleaseRefusesAKeyThatIsNotConsulElects(t *testing.T) {
+	agent := devconsul.ForTest(t, devconsul.Config{})
+	client, err := consul.NewClient(consul.Config{Address: agent.URL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// Another application's lock at the resource's path: held by a session,
+	// with flags of its own.
+	const key = "excalibur/leader-election/r"
+	session, err := client.CreateSession(ctx, consul.SessionSpec{Name: "other-app", TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = client.DestroySession(context.Background(), session) }()
+	if _, err := client.Acquire(ctx, key, session, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := agent.Operator().Put(ctx, key, []byte("other app"), 7); err != nil { // a plain put keeps the lock
+		t.Fatal(err)
+	}
+
+	code, stdout, stderr := consulElect(t, "", "release", "--address", agent.URL(), "--resource", "r", "--yes")
+	if code != exitRuntime || !strings.Contains(stderr, "not a consul-elect key") || !strings.Contains(stderr, "nothing was changed") {
+		t.Fatalf("release of a foreign key: exit %d, stdout %q, stderr %q; want 1 and a refusal", code, stdout, stderr)
+	}
+	if e, ok, err := agent.Operator().Get(ctx, key); err != nil || !ok || e.Session != session || e.Flags != 7 || string(e.Value) != "other app" {
+		t.Fatalf("after the refusal the key is %+v (ok %v, err %v); want it untouched", e, ok, err)
+	}
+}

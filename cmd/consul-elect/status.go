@@ -118,7 +118,7 @@ func statusCommand(env *cli, args []string) error {
 	defer client.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
-	entry, exists, err := client.Get(ctx, f.key())
+	entry, exists, _, err := readKey(ctx, client, f.key(), 0, 0)
 	if err != nil {
 		return fmt.Errorf("cannot read %s from Consul at %s: %w", f.key(), f.consulAddress(), err)
 	}
@@ -159,7 +159,7 @@ func watchCommand(env *cli, args []string) error {
 		retries int
 	)
 	for {
-		entry, exists, next, err := client.WatchKey(ctx, f.key(), index, watchWait)
+		entry, exists, next, err := readKey(ctx, client, f.key(), index, watchWait)
 		switch {
 		case ctx.Err() != nil:
 			return nil // interrupted
@@ -184,13 +184,32 @@ func watchCommand(env *cli, args []string) error {
 			continue
 		}
 		if last != nil && last.equal(state) {
-			continue // the key changed, nothing status shows did (or the query timed out)
+			continue // nothing status shows changed (the key or another under its prefix did, or the query timed out)
 		}
 		last = &state
 		if err := printState(env.stdout, state, f.key(), asJSON); err != nil {
 			return err // stdout closed: nobody is listening
 		}
 	}
+}
+
+// readKey reads key with the engine's own call, a list of the key as a
+// prefix: exists is false when there is no such key (keys that merely start
+// with it are left out). With index > 0 it is a blocking query, which answers
+// when something under the prefix changed after index, or after wait: the
+// watch. It returns the index for the next call, also on a missing key, so
+// that a watcher blocks until the key is created.
+func readKey(ctx context.Context, client *consul.Client, key string, index uint64, wait time.Duration) (e consul.Entry, exists bool, next uint64, err error) {
+	entries, next, err := client.ListPrefix(ctx, key, index, wait)
+	if err != nil {
+		return consul.Entry{}, false, index, err
+	}
+	for _, e := range entries {
+		if e.Key == key {
+			return e, true, next, nil
+		}
+	}
+	return consul.Entry{}, false, next, nil
 }
 
 // retryWait is the wait before retry number n: doubling from 100ms to 10s.

@@ -18,7 +18,6 @@ import (
 	"time"
 
 	consulelect "github.com/excalibur/consul-elect"
-	"github.com/excalibur/consul-elect/consul"
 	"github.com/excalibur/consul-elect/internal/devconsul"
 )
 
@@ -200,12 +199,7 @@ func TestStatusAndWatchShowTheLeadersMetadataAndItsTermsToken(t *testing.T) {
 	}
 	want(decodeState(t, nextLine(t, changes, 10*time.Second)), proclaimed)
 	want(status(), proclaimed)
-	client, err := consul.NewClient(consul.Config{Address: agent.URL()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	if entry, _, err := client.Get(ctx, "excalibur/leader-election/r"); err != nil || entry.ModifyIndex == lead.FencingToken {
+	if entry, _, err := agent.Operator().Get(ctx, "excalibur/leader-election/r"); err != nil || entry.ModifyIndex == lead.FencingToken {
 		t.Fatalf("after Proclaim the key's ModifyIndex is %d (err %v); the test needs it past the token %d", entry.ModifyIndex, err, lead.FencingToken)
 	}
 	_, human, _ := consulElect(t, "", append([]string{"status"}, common...)...)

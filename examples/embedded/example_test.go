@@ -21,7 +21,7 @@ func TestWorkerRunsExactlyOncePerLeadership(t *testing.T) {
 	app := exampletest.Run(t, func(ctx context.Context) error { return run(ctx, opts, &out) })
 
 	out.WaitFor(t, "worker: generating a report", 1)
-	operator := exampletest.Client(t, agent)
+	operator := agent.Operator()
 	ctx, cancel := context.WithTimeout(context.Background(), exampletest.Timeout)
 	defer cancel()
 	lock, ok, err := operator.Get(ctx, opts.KeyPrefix+"/"+resource)

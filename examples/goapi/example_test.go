@@ -23,7 +23,7 @@ func TestWorkStopsWithTheLeadershipAndResumesWithTheNext(t *testing.T) {
 	app := exampletest.Run(t, func(ctx context.Context) error { return run(ctx, opts, &out, generateReports(&out)) })
 
 	out.WaitFor(t, "generating a report", 1)
-	operator := exampletest.Client(t, agent)
+	operator := agent.Operator()
 	ctx, cancel := context.WithTimeout(context.Background(), exampletest.Timeout)
 	defer cancel()
 	lockKey := opts.KeyPrefix + "/" + resource

@@ -51,7 +51,7 @@ func TestWriteAfterLosingTheLockIsRefusedAndChangesNothing(t *testing.T) {
 		}
 	}
 
-	operator := exampletest.Client(t, agent)
+	operator := agent.Operator()
 	ctx, cancel := context.WithTimeout(context.Background(), exampletest.Timeout)
 	defer cancel()
 	entry, ok, err := operator.Get(ctx, reportKey)
@@ -93,7 +93,7 @@ func TestWaitsWhileAnotherLeadsAndStopsCleanly(t *testing.T) {
 	if lines := out.Lines(); len(lines) != 0 {
 		t.Fatalf("the waiting candidate printed %q", lines)
 	}
-	if _, ok, err := exampletest.Client(t, agent).Get(ctx, reportKey); err != nil || ok {
+	if _, ok, err := agent.Operator().Get(ctx, reportKey); err != nil || ok {
 		t.Fatalf("%s exists (%t, %v); nobody should have written it", reportKey, ok, err)
 	}
 }

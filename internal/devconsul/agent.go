@@ -537,37 +537,53 @@ func (a *Agent) readyOnce(ctx context.Context) error {
 // call does one HTTP request with the management token (if any), sending in
 // as JSON and decoding a 200 response into out (if non-nil).
 func (a *Agent) call(ctx context.Context, method, path string, in, out any) error {
-	var body io.Reader
+	var body []byte
 	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
+		var err error
+		if body, err = json.Marshal(in); err != nil {
 			return err
 		}
-		body = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, a.URL()+path, body)
+	status, data, err := a.send(ctx, method, path, body)
 	if err != nil {
 		return err
+	}
+	if status != http.StatusOK {
+		return statusError(method, path, status, data)
+	}
+	if out == nil {
+		return nil
+	}
+	return json.Unmarshal(data, out)
+}
+
+// send does one HTTP request with the management token (if any) and body
+// (if non-nil), and returns the status code and the whole response body.
+// path must be escaped already.
+func (a *Agent) send(ctx context.Context, method, path string, body []byte) (status int, data []byte, err error) {
+	var r io.Reader
+	if body != nil {
+		r = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, a.URL()+path, r)
+	if err != nil {
+		return 0, nil, err
 	}
 	if a.ManagementToken != "" {
 		req.Header.Set("X-Consul-Token", a.ManagementToken)
 	}
 	resp, err := a.http.Do(req)
 	if err != nil {
-		return err
+		return 0, nil, err
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(data))
-	}
-	if out == nil {
-		return nil
-	}
-	return json.Unmarshal(data, out)
+	data, err = io.ReadAll(resp.Body)
+	return resp.StatusCode, data, err
+}
+
+// statusError describes a response that was not 200 OK.
+func statusError(method, path string, status int, data []byte) error {
+	return fmt.Errorf("%s %s: %d %s: %s", method, path, status, http.StatusText(status), bytes.TrimSpace(data))
 }
 
 // writeConfig writes agent.hcl (and extra.hcl) for the current ports.

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/excalibur/consul-elect/actors"
-	"github.com/excalibur/consul-elect/consul"
 	"github.com/excalibur/consul-elect/internal/devconsul"
 	"go.uber.org/goleak"
 )
@@ -63,17 +62,6 @@ func Options(t *testing.T, agent *devconsul.Agent) actors.Options {
 	opts.LockDelay = 0
 	opts.KeyPrefix = fmt.Sprintf("examples/%s-%d", strings.ReplaceAll(t.Name(), "/", "-"), prefixes.Add(1))
 	return opts
-}
-
-// Client is a Consul client of the test's own, as an operator would use.
-func Client(t *testing.T, agent *devconsul.Agent) *consul.Client {
-	t.Helper()
-	client, err := consul.NewClient(consul.Config{Address: agent.URL()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(client.Close)
-	return client
 }
 
 // Output collects what an example prints; it is safe for concurrent use.

@@ -1,4 +1,7 @@
-package consul
+// Package blocking holds the one rule that Consul's blocking queries share:
+// which index to wait at next. Package consul follows it against Consul, and
+// package inmem models it.
+package blocking
 
 // NextIndex returns the index for the next blocking query after one that
 // waited at prev and answered got, following Consul's rules: an index that

@@ -327,6 +327,56 @@ func (e *Election) Proclaim(resource string, metadata map[string]string) error {
 	return nil
 }
 
+// SetHealthy reports this candidate's own health (the application's, unlike
+// Options.HealthCheckID's Consul check): while unhealthy it does not
+// campaign, and it steps down where it leads (reason unhealthy: the work is
+// drained, then the key released). The candidate registry shows it, with
+// reason.
+func (e *Election) SetHealthy(healthy bool, reason string) error {
+	return e.send(&messages.SetHealth{Healthy: healthy, Reason: reason})
+}
+
+// Candidates returns the live candidates campaigning for resource, as the
+// candidate registry shows them, highest priority first.
+func (e *Election) Candidates(ctx context.Context, resource string) ([]messages.Candidate, error) {
+	state, err := e.State(ctx, resource)
+	return state.Candidates, err
+}
+
+// Switchover hands leadership of resource over on purpose: its leader (any
+// candidate, this one or another) stops its work, then releases, and to (a
+// live, healthy candidate for resource; empty: the healthy one of highest
+// priority other than the leader) takes the key while the others stay out.
+// It returns once to leads, or with an error: messages.ErrNoCandidate when to
+// is not a live, healthy candidate, messages.ErrNoLeader when nobody leads.
+func (e *Election) Switchover(ctx context.Context, resource, to string) error {
+	if err := actors.ValidateResource(resource); err != nil {
+		return err
+	}
+	res, err := e.request(&messages.Switchover{Resource: resource, To: to}, answerTimeout)
+	if err != nil {
+		return err
+	}
+	if failed, ok := res.(messages.ElectionError); ok {
+		return failed.Err
+	}
+	from := res.(*messages.State).Leader.LeaderID
+	for {
+		state, err := e.State(ctx, resource)
+		if err != nil {
+			return err
+		}
+		if leader := state.Leader.LeaderID; leader != "" && leader != from && (to == "" || leader == to) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("consul-elect: switchover of %s: %w", resource, ctx.Err())
+		case <-time.After(25 * time.Millisecond):
+		}
+	}
+}
+
 // GuardedPut writes key=value in Consul KV only while lead still holds its
 // lock (one transaction checking the lock's session and term): a leader that
 // lost the lock without knowing it yet gets consul.ErrLockLost instead of a

@@ -19,6 +19,7 @@ import (
 // minimalPolicy is the README's policy for KeyPrefix "acl".
 const minimalPolicy = `
 key_prefix "acl/" { policy = "write" }
+key_prefix "acl-candidates/" { policy = "write" }
 session_prefix "" { policy = "write" }
 node_prefix "" { policy = "read" }
 agent_prefix "" { policy = "read" }

@@ -34,9 +34,10 @@ type Observer interface {
 	ConsulError(op string, err error)
 }
 
-// FailoverBackend is what Options.FastFailover needs in addition.
+// FailoverBackend is what Options.FastFailover and Options.Service need in
+// addition: service instances with a TTL check on the local agent.
 type FailoverBackend interface {
-	RegisterFailoverCheck(ctx context.Context, check consul.FailoverCheck) error
+	RegisterService(ctx context.Context, svc consul.Service) error
 	UpdateCheck(ctx context.Context, checkID, status, output string) error
 	DeregisterService(ctx context.Context, serviceID string) error
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -20,8 +21,8 @@ import (
 // Consul agent and the in-memory store. The in-memory store must behave like
 // Consul wherever the engine can tell.
 
-// controls are an operator's hands on a lock service. consul.Client and
-// inmem.Store both have them, with the same signatures.
+// controls are an operator's hands on a lock service. devconsul.Operator
+// and inmem.Store both have them, with the same signatures.
 type controls interface {
 	DestroySession(ctx context.Context, id string) error
 	SessionInfo(ctx context.Context, id string) (consul.SessionInfo, error)
@@ -34,7 +35,7 @@ type controls interface {
 }
 
 var (
-	_ controls = (*consul.Client)(nil)
+	_ controls = (*devconsul.Operator)(nil)
 	_ controls = (*inmem.Store)(nil)
 )
 
@@ -67,15 +68,10 @@ func onConsul(t *testing.T, pausable bool) *lockService {
 		agent = devconsul.ForTest(t, devconsul.Config{})
 	}
 	base := fastOptions(t, agent, "")
-	client, err := consul.NewClient(consul.Config{Address: agent.URL()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(client.Close)
 	return &lockService{
 		options: func(id string) actors.Options { o := base; o.CandidateID = id; return o },
 		op:      operator(t, agent),
-		backend: client,
+		backend: consulClient(t, agent),
 		freeze: func(t *testing.T) func() {
 			if err := agent.Pause(); err != nil {
 				t.Fatal(err)
@@ -426,13 +422,14 @@ func notDeposedByStaleObservation(t *testing.T, svc *lockService) {
 // write and before the engine hears of it: an operator racing the election.
 type deletedAfterAcquire struct {
 	actors.Backend
-	op   controls
-	done atomic.Bool
+	op     controls
+	prefix string // of the lock keys (the candidate registry acquires too)
+	done   atomic.Bool
 }
 
 func (d *deletedAfterAcquire) Acquire(ctx context.Context, key, session string, value []byte) (consul.Entry, error) {
 	entry, err := d.Backend.Acquire(ctx, key, session, value)
-	if err == nil && d.done.CompareAndSwap(false, true) {
+	if err == nil && strings.HasPrefix(key, d.prefix+"/") && d.done.CompareAndSwap(false, true) {
 		_ = d.op.Delete(ctx, key)
 	}
 	return entry, err
@@ -446,7 +443,7 @@ func deletedRightAfterAcquisition(t *testing.T, svc *lockService) {
 	for i := range 10 {
 		opts := svc.options(fmt.Sprintf("alpha-%d", i))
 		opts.KeyPrefix += fmt.Sprintf("-%d", i)
-		opts.Backend = &deletedAfterAcquire{Backend: svc.backend, op: svc.op}
+		opts.Backend = &deletedAfterAcquire{Backend: svc.backend, op: svc.op, prefix: opts.KeyPrefix}
 		c := startCandidate(t, opts)
 		c.campaign(resource)
 		won := await[messages.LeadershipAcquired](c, 15*time.Second, nil)

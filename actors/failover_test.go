@@ -121,7 +121,7 @@ func TestFastFailoverCheckIsDeregisteredOnStop(t *testing.T) {
 	c := startCandidate(t, opts)
 	c.campaign(resource)
 	won := await[messages.LeadershipAcquired](c, 15*time.Second, nil)
-	client := operator(t, shared)
+	client := consulClient(t, shared)
 	agentInfo, err := client.Agent(ctxFor(t))
 	if err != nil {
 		t.Fatal(err)
@@ -163,11 +163,11 @@ func (d *deadBackend) CreateSession(ctx context.Context, spec consul.SessionSpec
 	return d.Client.CreateSession(ctx, spec)
 }
 
-func (d *deadBackend) RegisterFailoverCheck(ctx context.Context, check consul.FailoverCheck) error {
+func (d *deadBackend) RegisterService(ctx context.Context, svc consul.Service) error {
 	if err := d.gate(ctx); err != nil {
 		return err
 	}
-	return d.Client.RegisterFailoverCheck(ctx, check)
+	return d.Client.RegisterService(ctx, svc)
 }
 
 func (d *deadBackend) Acquire(ctx context.Context, key, session string, value []byte) (consul.Entry, error) {

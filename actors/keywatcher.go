@@ -167,9 +167,7 @@ func (w *keyWatcher) listed(c actor.Context, m *listed) {
 	w.pending = msg
 	id, node := w.session, w.node
 	w.calls.run(func(ctx context.Context) any {
-		ctx, cancel := context.WithTimeout(ctx, time.Second)
-		defer cancel()
-		if _, err := w.backend.SessionInfo(ctx, id); !errors.Is(err, consul.ErrSessionGone) {
+		if !w.sessionGone(ctx, id) {
 			return &ourSessionChecked{}
 		}
 		gone := &protocol.SessionGone{ID: id, Reason: messages.ReasonSessionInvalidated}
@@ -181,6 +179,29 @@ func (w *keyWatcher) listed(c actor.Context, m *listed) {
 		}
 		return &ourSessionChecked{gone: gone}
 	})
+}
+
+// sessionGone asks Consul whether session id is gone, trying again on a
+// transient error (a 500 while Consul's servers elect a leader) for up to a
+// second; an answer it never got counts as not gone.
+func (w *keyWatcher) sessionGone(ctx context.Context, id string) bool {
+	retry := newBackoff(100*time.Millisecond, 400*time.Millisecond)
+	for attempt := 0; ; attempt++ {
+		call, cancel := context.WithTimeout(ctx, time.Second)
+		_, err := w.backend.SessionInfo(call, id)
+		cancel()
+		if errors.Is(err, consul.ErrSessionGone) {
+			return true
+		}
+		if err == nil || !consul.Retryable(err) || attempt == 3 {
+			return false
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(retry.next()):
+		}
+	}
 }
 
 // diff updates the snapshot and returns the entries that changed (deleted
@@ -254,7 +275,7 @@ func (w *keyWatcher) decode(e consul.Entry) protocol.KeyEntry {
 	if !entry.Foreign {
 		if v, err := consul.DecodeValue(e.Value); err == nil {
 			entry.HolderID, entry.Node, entry.Since, entry.Metadata = v.CandidateID, v.Node, v.AcquiredAt, v.Metadata
-			entry.FencingToken = consul.FencingToken(e, v)
+			entry.FencingToken, entry.Handover = consul.FencingToken(e, v), v.Handover
 		} else {
 			w.logger.Warn("lock key has an unreadable value", zap.String("key", e.Key), zap.Error(err))
 		}
@@ -282,6 +303,8 @@ func (w *keyWatcher) lookUp(session string) {
 	}
 	w.asked[session] = true
 	w.calls.run(func(ctx context.Context) any {
+		ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+		defer cancel()
 		info, err := w.backend.SessionInfo(ctx, session)
 		if err != nil {
 			return &sessionLooked{id: session, gone: true}

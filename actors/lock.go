@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"maps"
+	"slices"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -75,6 +76,13 @@ type lockActor struct {
 	conflict     bool             // a conflict was reported for the current entry
 	withdrawing  *messages.Reason // the campaign is over; Released follows the release
 	waiters      []*actor.PID     // Withdraw requests, answered once released
+
+	healthy     bool                 // as the application said (SetHealth)
+	candidates  []messages.Candidate // live ones for this resource, highest priority first
+	heldBack    bool                 // the key, free as last seen, was left to another once
+	holdBackAt  *time.Timer          // ends a hold-back; stopped when the key changes
+	preemptAt   *time.Timer
+	handingOver bool // the term ends in a switchover: after the release, hold off too
 }
 
 type (
@@ -84,6 +92,8 @@ type (
 		err   error
 	}
 	retryAcquire struct{}
+	holdBackDone struct{}
+	preemptCheck struct{ token uint64 }
 	releaseDone  struct{}
 	drainExpired struct{ token uint64 }
 	proclaimDone struct {
@@ -95,9 +105,18 @@ type (
 	}
 )
 
-// releasedHoldOff is how long, at least, a leader whose key was released by
-// someone else waits before campaigning again (LockDelay if longer).
-const releasedHoldOff = time.Second
+// How long a candidate leaves a free key to another.
+const (
+	// releasedHoldOff: a leader whose key was released by someone else
+	// waits this long (LockDelay if longer) before campaigning again.
+	releasedHoldOff = time.Second
+	// priorityHoldBack: a waiting candidate leaves a freed key this long to
+	// a live, healthy one of higher priority that waits for it too.
+	priorityHoldBack = time.Second
+	// handoverHoldBack: the candidates other than a switchover's target
+	// leave the freed key to it this long.
+	handoverHoldBack = 2 * time.Second
+)
 
 // lockFailure is the panic that makes the supervisor restart a lock actor
 // after a Consul error it cannot resolve by waiting for the key.
@@ -108,7 +127,7 @@ func (f lockFailure) String() string { return "lock: " + f.err.Error() }
 func (l *lockActor) Receive(c actor.Context) {
 	switch m := c.Message().(type) {
 	case *actor.Started:
-		l.calls, l.parent = newCalls(c), c.Parent()
+		l.calls, l.parent, l.healthy = newCalls(c), c.Parent(), true
 		l.delayRetry = newBackoff(50*time.Millisecond, time.Second)
 		c.Request(c.Parent(), &protocol.ChildStarted{Resource: l.resource})
 	case *messages.Campaign:
@@ -147,6 +166,9 @@ func (l *lockActor) Receive(c actor.Context) {
 	case *retryAcquire:
 		l.retryAt = nil
 		l.consider(c)
+	case *holdBackDone:
+		l.holdBackAt = nil
+		l.consider(c)
 	case *messages.Resign:
 		l.holdOffUntil = time.Now().Add(m.HoldOff)
 		if l.state == acquiring {
@@ -164,6 +186,25 @@ func (l *lockActor) Receive(c actor.Context) {
 			l.retryAt = l.calls.after(m.HoldOff, &retryAcquire{})
 		}
 		l.consider(c)
+	case *messages.SetHealth:
+		l.healthy = m.Healthy
+		if !l.healthy && l.state == acquiring {
+			l.gen++ // if it lands, consider() releases it
+			l.state = follower
+		}
+		if !l.healthy {
+			l.end(c, messages.ReasonUnhealthy)
+		}
+		l.consider(c)
+	case *protocol.CandidatesChanged:
+		l.candidates = candidatesFor(m.Candidates, l.resource)
+		l.preempt(c)
+		l.consider(c)
+	case *preemptCheck:
+		if m.token == l.token {
+			l.preemptAt = nil
+			l.preempt(c)
+		}
 	case *messages.Proclaim:
 		l.proclaim(c, m)
 	case *proclaimDone:
@@ -201,6 +242,13 @@ func (l *lockActor) Receive(c actor.Context) {
 			l.withdrawn(c)
 			return
 		}
+		if l.handingOver {
+			// Like the others, leave the key to the target.
+			l.handingOver = false
+			l.holdOffUntil = time.Now().Add(handoverHoldBack)
+			l.calls.cancelTimer(l.retryAt)
+			l.retryAt = l.calls.after(handoverHoldBack, &retryAcquire{})
+		}
 		l.consider(c)
 	case *actor.Stopping:
 		l.calls.stop()
@@ -219,7 +267,14 @@ func (l *lockActor) observe(c actor.Context, e protocol.KeyEntry) {
 	if prev.Session != "" && e.Session == "" && prev.Session != l.session.ID {
 		l.freedAt = time.Now()
 	}
+	if e.Session != prev.Session || e.ModifyIndex != prev.ModifyIndex {
+		l.heldBack = false
+		l.calls.cancelTimer(l.holdBackAt)
+		l.holdBackAt = nil
+	}
 	switch {
+	case l.state == leading && e.Exists && e.Session == l.session.ID && e.Handover != nil && e.Handover.To != l.opts.CandidateID:
+		l.handOver(c, e.Handover.To) // a switchover, asked by an operator or another candidate
 	case l.state == leading && !e.Exists:
 		l.lose(c, messages.ReasonKeyDeleted, nil)
 	case l.state == leading && e.Foreign:
@@ -262,7 +317,7 @@ func (l *lockActor) reportLeader(now messages.LeaderChanged) {
 // back.
 func (l *lockActor) consider(c actor.Context) {
 	switch {
-	case l.withdrawing != nil, l.state != follower, l.worker != nil, l.session.ID == "", !l.known, l.retryAt != nil:
+	case l.withdrawing != nil, l.state != follower, l.worker != nil, l.session.ID == "", !l.known, l.retryAt != nil, l.holdBackAt != nil:
 		return
 	case l.entry.Foreign:
 		if !l.conflict {
@@ -273,7 +328,7 @@ func (l *lockActor) consider(c actor.Context) {
 			l.publish(messages.ElectionError{Resource: l.resource, Op: "acquire", Err: err, At: time.Now()})
 		}
 		return
-	case time.Now().Before(l.holdOffUntil):
+	case time.Now().Before(l.holdOffUntil), !l.healthy:
 		if l.entry.Session == l.session.ID {
 			l.release(c) // acquired in flight before the resign
 		}
@@ -281,7 +336,67 @@ func (l *lockActor) consider(c actor.Context) {
 	case l.entry.Session != "" && l.entry.Session != l.session.ID:
 		return // someone leads; the key watcher tells us when that changes
 	}
+	if wait := l.holdBack(); wait > 0 {
+		l.holdBackAt = l.calls.after(wait, &holdBackDone{})
+		return
+	}
 	l.acquire()
+}
+
+// holdBack is how long to leave the free key to another candidate, once
+// each time it is seen free: to a switchover's target, or to a live, healthy
+// candidate of higher priority (other than the one that just let it go).
+func (l *lockActor) holdBack() time.Duration {
+	if l.entry.Session != "" || l.heldBack {
+		return 0
+	}
+	l.heldBack = true
+	if h := l.entry.Handover; h != nil {
+		if h.To == l.opts.CandidateID {
+			return 0
+		}
+		return handoverHoldBack
+	}
+	for _, c := range l.candidates {
+		if c.Priority > l.opts.Priority && c.Healthy && c.ID != l.opts.CandidateID && c.ID != l.entry.HolderID {
+			return priorityHoldBack
+		}
+	}
+	return 0
+}
+
+// preempt hands the term over to the live, healthy candidate of highest
+// priority above this one's, with Options.Preempt, once the term has lasted
+// PreemptAfter.
+func (l *lockActor) preempt(c actor.Context) {
+	if !l.opts.Preempt || l.state != leading {
+		return
+	}
+	i := slices.IndexFunc(l.candidates, func(c messages.Candidate) bool {
+		return c.Priority > l.opts.Priority && c.Healthy && c.ID != l.opts.CandidateID
+	})
+	if i < 0 {
+		return
+	}
+	if wait := time.Until(l.acquired.At.Add(PreemptAfter)); wait > 0 {
+		if l.preemptAt == nil {
+			l.preemptAt = l.calls.after(wait, &preemptCheck{token: l.token})
+		}
+		return
+	}
+	l.logger.Info("handing over to a candidate of higher priority", zap.String("resource", l.resource),
+		zap.String("to", l.candidates[i].ID), zap.Int("priority", l.candidates[i].Priority))
+	l.handOver(c, l.candidates[i].ID)
+}
+
+// handOver ends the term for a switchover to candidate to: the release keeps
+// the request in the key's value, so that the others leave the key to it.
+func (l *lockActor) handOver(c actor.Context, to string) {
+	v, _ := consul.DecodeValue(l.value)
+	v.Token, v.Handover = l.token, &consul.Handover{To: to, At: time.Now().UTC()}
+	l.value = consul.EncodeValue(v)
+	l.handingOver = true
+	l.end(c, messages.ReasonSwitchover)
 }
 
 func (l *lockActor) acquire() {
@@ -318,6 +433,7 @@ func (l *lockActor) acquireDone(c actor.Context, m *acquireDone) {
 	case errors.Is(m.err, consul.ErrLockHeld):
 		// Someone was faster; the key watcher shows who.
 	case errors.Is(m.err, consul.ErrLockDelay):
+		l.heldBack = false // when the delay ends, the higher priority goes first again
 		l.retryAt = l.calls.after(l.lockDelayLeft(), &retryAcquire{})
 	case errors.Is(m.err, consul.ErrSessionGone):
 		c.Send(c.Parent(), &protocol.SessionGone{ID: l.session.ID, Reason: messages.ReasonSessionInvalidated, Err: m.err})
@@ -340,7 +456,9 @@ func (l *lockActor) lead(c actor.Context, entry consul.Entry) {
 	v, _ := consul.DecodeValue(l.value)
 	l.reportLeader(messages.LeaderChanged{Resource: l.resource, CandidateID: l.opts.CandidateID, LeaderID: l.opts.CandidateID,
 		Node: l.session.Node, Session: l.session.ID, FencingToken: l.token, Since: v.AcquiredAt, Metadata: v.Metadata})
+	c.Send(c.Parent(), &protocol.Leading{Resource: l.resource, Leading: true})
 	l.startWorker(c)
+	l.preempt(c)
 }
 
 // startWorker spawns the user's worker for this term; it hears the term's
@@ -376,6 +494,9 @@ func (l *lockActor) stepDown(c actor.Context, reason messages.Reason, err error)
 		FencingToken: l.token, Reason: reason, Err: err, At: time.Now(),
 		StopBy: l.refreshes.stopBy(l.session.ID, l.timing)})
 	l.token = 0
+	l.calls.cancelTimer(l.preemptAt)
+	l.preemptAt = nil
+	c.Send(l.parent, &protocol.Leading{Resource: l.resource, Leading: false})
 	if l.worker != nil {
 		c.Stop(l.worker)
 	}
@@ -508,5 +629,5 @@ func (l *lockActor) answer(c actor.Context, to *actor.PID, msg any) {
 
 func (l *lockActor) stateReport() *messages.State {
 	return &messages.State{Resource: l.resource, Campaigning: l.withdrawing == nil,
-		IsLeader: l.state == leading, FencingToken: l.token, Leader: l.lastLeader}
+		IsLeader: l.state == leading, FencingToken: l.token, Leader: l.lastLeader, Candidates: l.candidates}
 }

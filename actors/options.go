@@ -20,6 +20,9 @@ const (
 	// DefaultDrainTimeout leaves the leader's work time to finish what it
 	// is doing before a standby may start.
 	DefaultDrainTimeout = 10 * time.Second
+	// PreemptAfter is how long a term lasts, at least, before Preempt hands
+	// it over: a candidate that has just taken over is not moved at once.
+	PreemptAfter = 5 * time.Second
 
 	MinSessionTTL = time.Second
 	MaxSessionTTL = 24 * time.Hour
@@ -88,6 +91,23 @@ type Options struct {
 	// FastFailoverTTL: in [1s, SessionTTL]; 0 means 2s.
 	FastFailoverTTL time.Duration
 
+	// Priority orders the candidates (higher first, default 0): when a key is
+	// freed, a waiting candidate holds back while a live, healthy one of
+	// higher priority waits for it too, so that the highest gets it.
+	Priority int
+	// Preempt makes a leader hand over (a switchover: drain, then release)
+	// to a live, healthy candidate of higher priority that campaigns for its
+	// resource, once its term has lasted PreemptAfter; so leadership goes
+	// back to the preferred candidate once, without flapping.
+	Preempt bool
+
+	// Service, with a Name, routes clients to the leader through Consul: the
+	// engine registers this candidate as an instance of that service on the
+	// local agent, tagged "leader" while it leads and "standby" otherwise,
+	// so that leader.NAME.service.consul and
+	// /v1/health/service/NAME?tag=leader&passing name exactly the leader.
+	Service ServiceOptions
+
 	// CandidateID names this candidate in the key's value and in events.
 	// Empty: <hostname>-<pid>, with -2, -3, … for further engines in one process.
 	CandidateID string
@@ -105,6 +125,43 @@ type Options struct {
 	// Backend replaces the Consul client built from the options above (an
 	// in-memory backend for tests, or an instrumented client).
 	Backend Backend
+}
+
+// ServiceOptions describe the service instance of Options.Service.
+type ServiceOptions struct {
+	// Name of the service; empty: no service is registered.
+	Name string
+	// Address and Port of this candidate's instance; empty Address: the
+	// agent's.
+	Address string
+	Port    int
+	// Resource whose leader is tagged "leader"; empty: the instance is
+	// tagged "leader" while this candidate leads any resource.
+	Resource string
+	// CheckTTL is the TTL of the instance's check, which the engine keeps
+	// passing: a killed candidate's instance goes critical within it. 0: 10s.
+	CheckTTL time.Duration
+}
+
+// DefaultServiceCheckTTL is ServiceOptions.CheckTTL when unset.
+const DefaultServiceCheckTTL = 10 * time.Second
+
+func (s ServiceOptions) checkTTL() time.Duration {
+	if s.CheckTTL == 0 {
+		return DefaultServiceCheckTTL
+	}
+	return s.CheckTTL
+}
+
+// instance is the candidate's instance of the service, tagged leader or not.
+func (s ServiceOptions) instance(candidateID string, leader bool) consul.Service {
+	id := s.Name + "-" + candidateID
+	tag := "standby"
+	if leader {
+		tag = "leader"
+	}
+	return consul.Service{ID: id, Name: s.Name, Tags: []string{tag}, Meta: map[string]string{"candidate_id": candidateID},
+		Address: s.Address, Port: s.Port, CheckID: id + "-alive", CheckTTL: s.checkTTL()}
 }
 
 // DefaultOptions returns the seed's defaults.
@@ -149,6 +206,25 @@ func (o Options) Validate() error {
 		}
 		if o.Datacenter != "" {
 			bad("FastFailover cannot be used with Datacenter: the check lives on the local agent")
+		}
+	}
+	if svc := o.Service; svc.Name != "" {
+		if strings.TrimSpace(svc.Name) != svc.Name || strings.ContainsAny(svc.Name, "/ ") {
+			bad("Service.Name %q must have no spaces or '/'", svc.Name)
+		}
+		if svc.Port < 0 || svc.Port > 65535 {
+			bad("Service.Port is %d; it must be between 0 and 65535", svc.Port)
+		}
+		if svc.CheckTTL != 0 && svc.CheckTTL < time.Second {
+			bad("Service.CheckTTL is %s; it must be at least 1s (0: %s)", svc.CheckTTL, DefaultServiceCheckTTL)
+		}
+		if svc.Resource != "" {
+			if err := ValidateResource(svc.Resource); err != nil {
+				bad("Service.Resource: %v", err)
+			}
+		}
+		if o.Datacenter != "" {
+			bad("Service cannot be used with Datacenter: the instance lives on the local agent")
 		}
 	}
 	if err := ValidatePrefix(o.KeyPrefix); err != nil {
@@ -344,8 +420,8 @@ func (o Options) failoverTTL() time.Duration {
 	return o.FastFailoverTTL
 }
 
-// failoverCheck names the candidate's fast-failover service and check.
-func (o Options) failoverCheck() consul.FailoverCheck {
+// failoverCheck is the candidate's fast-failover service and its check.
+func (o Options) failoverCheck() consul.Service {
 	id := "consul-elect-" + o.CandidateID
-	return consul.FailoverCheck{ServiceID: id, CheckID: id + "-alive", TTL: o.failoverTTL()}
+	return consul.Service{ID: id, Name: "consul-elect", CheckID: id + "-alive", CheckTTL: o.failoverTTL()}
 }

@@ -45,10 +45,10 @@ func NewProps(opts Options) (*actor.Props, error) {
 	}
 	base := engine{opts: opts, backend: backend, prefix: opts.KeyPrefix, logger: logger, closeBackend: closeBackend,
 		timing: opts.Timing(), refreshes: &refreshes{}}
-	if opts.FastFailover {
+	if opts.FastFailover || opts.Service.Name != "" {
 		failover, ok := backend.(FailoverBackend)
 		if !ok {
-			return nil, fmt.Errorf("FastFailover: the backend %T cannot register checks (it does not implement actors.FailoverBackend)", backend)
+			return nil, fmt.Errorf("FastFailover and Service: the backend %T cannot register services (it does not implement actors.FailoverBackend)", backend)
 		}
 		base.failover = failover
 	}

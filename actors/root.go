@@ -1,11 +1,15 @@
 package actors
 
 import (
+	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/excalibur/consul-elect/internal/protocol"
+	"github.com/excalibur/consul-elect/internal/registry"
 	"github.com/excalibur/consul-elect/messages"
 	"go.uber.org/zap"
 )
@@ -16,9 +20,11 @@ type electionRoot struct {
 	base engine
 	eng  *engine
 
-	session, renewal, keys, health *actor.PID
-	locks                          map[string]*actor.PID
-	metadata                       map[string]map[string]string
+	session, renewal, keys, health, registry, service *actor.PID
+	locks                                             map[string]*actor.PID
+
+	appHealth  messages.SetHealth // the application's, as it last said
+	candidates []messages.Candidate
 
 	current   protocol.SessionReady // ID "" while there is no session
 	entries   map[string]protocol.KeyEntry
@@ -30,8 +36,12 @@ type electionRoot struct {
 }
 
 type (
-	stopTimedOut struct{}
-	stopLocks    struct{}
+	stopTimedOut      struct{}
+	switchoverWritten struct {
+		resource string
+		replyTo  *actor.PID
+		err      error
+	}
 )
 
 func (r *electionRoot) Receive(c actor.Context) {
@@ -50,6 +60,25 @@ func (r *electionRoot) Receive(c actor.Context) {
 		} else if c.Sender() != nil {
 			c.Respond(&messages.State{Resource: m.Resource, Leader: leaderOf(m.Resource, r.entries[m.Resource])})
 		}
+	case *messages.SetHealth:
+		r.appHealth = *m
+		c.Send(r.registry, m)
+		for _, pid := range r.locks {
+			c.Send(pid, m)
+		}
+	case *protocol.CandidatesChanged:
+		r.candidates = m.Candidates
+		for _, pid := range r.locks {
+			c.Send(pid, m)
+		}
+	case *protocol.Leading:
+		if r.service != nil {
+			c.Send(r.service, m)
+		}
+	case *messages.Switchover:
+		r.switchover(c, m)
+	case *switchoverWritten:
+		r.switchoverWritten(c, m)
 	case *messages.Proclaim:
 		if pid, ok := r.locks[m.Resource]; ok {
 			c.Forward(pid)
@@ -62,7 +91,8 @@ func (r *electionRoot) Receive(c actor.Context) {
 			c.Forward(pid)
 			return
 		}
-		c.Respond(&messages.State{Resource: m.Resource, Leader: leaderOf(m.Resource, r.entries[m.Resource])})
+		c.Respond(&messages.State{Resource: m.Resource, Leader: leaderOf(m.Resource, r.entries[m.Resource]),
+			Candidates: candidatesFor(r.candidates, m.Resource)})
 	case *protocol.ChildStarted:
 		r.childStarted(c, m)
 	case *protocol.SessionReady:
@@ -119,12 +149,17 @@ func (r *electionRoot) start(c actor.Context) {
 	eng.bus = newEventBus(c.ActorSystem(), eng.opts.Observer, eng.logger)
 	r.eng = &eng
 	r.calls = newCalls(c)
-	r.locks, r.metadata, r.entries = map[string]*actor.PID{}, map[string]map[string]string{}, map[string]protocol.KeyEntry{}
+	r.locks, r.entries = map[string]*actor.PID{}, map[string]protocol.KeyEntry{}
+	r.appHealth = messages.SetHealth{Healthy: true}
 	// Each producer returns a fresh instance: a restarted child starts clean
 	// and asks for the current state with ChildStarted.
 	r.session = r.spawnChild(c, "session", func() actor.Actor { return &sessionActor{engine: r.eng} })
 	r.renewal = r.spawnChild(c, "renewal", func() actor.Actor { return &renewalActor{engine: r.eng} })
 	r.keys = r.spawnChild(c, "keys", func() actor.Actor { return &keyWatcher{engine: r.eng} })
+	r.registry = r.spawnChild(c, "registry", func() actor.Actor { return &registryActor{engine: r.eng} })
+	if r.eng.opts.Service.Name != "" {
+		r.service = r.spawnChild(c, "service", func() actor.Actor { return &serviceActor{engine: r.eng} })
+	}
 	if r.eng.opts.HealthCheckID != "" || r.eng.opts.FastFailover {
 		r.health = r.spawnChild(c, "health", func() actor.Actor { return &healthWatcher{engine: r.eng} })
 	}
@@ -166,19 +201,33 @@ func (r *electionRoot) campaign(c actor.Context, m *messages.Campaign) {
 	// resource is campaigned for again.
 	props := actor.PropsFromProducer(producer, actor.WithSupervisor(newRestartStrategy(r.eng.logger, true)))
 	r.locks[resource] = c.SpawnPrefix(props, "lock-"+resource+"-")
+	r.campaigning(c)
 }
 
-// childStarted brings a (re)started child up to date.
+// childStarted brings a (re)started child up to date: a lock learns the
+// application's health and the candidates before the key, so that it does
+// not acquire first and ask after.
 func (r *electionRoot) childStarted(c actor.Context, m *protocol.ChildStarted) {
-	if c.Sender() == nil {
+	child := c.Sender()
+	if child == nil {
 		return // children send it with Request, so that we know who asks
+	}
+	if m.Resource != "" || child.Equal(r.registry) {
+		health := r.appHealth
+		c.Send(child, &health)
+	}
+	if m.Resource != "" {
+		c.Send(child, &protocol.CandidatesChanged{Candidates: r.candidates})
+	}
+	if child.Equal(r.registry) {
+		r.campaigning(c)
 	}
 	if r.current.ID != "" {
 		ready := r.current
-		c.Send(c.Sender(), &ready)
+		c.Send(child, &ready)
 	}
 	if m.Resource != "" && r.synced {
-		c.Send(c.Sender(), &protocol.KeyState{Resource: m.Resource, Entry: r.entryOf(m.Resource)})
+		c.Send(child, &protocol.KeyState{Resource: m.Resource, Entry: r.entryOf(m.Resource)})
 	}
 }
 
@@ -202,7 +251,7 @@ func (r *electionRoot) toSessionUsers(c actor.Context, m any) {
 	if _, gone := m.(*protocol.SessionGone); gone {
 		toLocks()
 	}
-	for _, pid := range []*actor.PID{r.renewal, r.keys, r.health} {
+	for _, pid := range []*actor.PID{r.renewal, r.keys, r.health, r.registry} {
 		if pid != nil {
 			c.Send(pid, m)
 		}
@@ -272,6 +321,7 @@ func (r *electionRoot) released(c actor.Context, m *protocol.Released) {
 		if pid, ok := r.locks[m.Resource]; ok {
 			delete(r.locks, m.Resource)
 			c.Stop(pid)
+			r.campaigning(c)
 		}
 		return
 	}
@@ -296,4 +346,47 @@ func leaderOf(resource string, e protocol.KeyEntry) messages.LeaderChanged {
 	}
 	return messages.LeaderChanged{Resource: resource, LeaderID: e.HolderID, Node: e.Node, Session: e.Session,
 		FencingToken: e.ModifyIndex, Since: e.Since}
+}
+
+// campaigning tells the registry what this candidate campaigns for.
+func (r *electionRoot) campaigning(c actor.Context) {
+	c.Send(r.registry, &protocol.Campaigning{Resources: slices.Sorted(maps.Keys(r.locks))})
+}
+
+// candidatesFor are the candidates campaigning for resource.
+func candidatesFor(all []messages.Candidate, resource string) []messages.Candidate {
+	var for_ []messages.Candidate
+	for _, c := range all {
+		if slices.Contains(c.Resources, resource) {
+			for_ = append(for_, c)
+		}
+	}
+	return for_
+}
+
+// switchover writes a switchover request into the resource's key, off the
+// mailbox; its leader, wherever it runs, carries it out.
+func (r *electionRoot) switchover(c actor.Context, m *messages.Switchover) {
+	replyTo, resource, to := c.Sender(), m.Resource, m.To
+	r.calls.run(func(ctx context.Context) any {
+		ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+		defer cancel()
+		_, _, err := registry.RequestHandover(ctx, r.eng.backend, r.eng.prefix, resource, to)
+		return &switchoverWritten{resource: resource, replyTo: replyTo, err: err}
+	})
+}
+
+func (r *electionRoot) switchoverWritten(c actor.Context, m *switchoverWritten) {
+	if m.replyTo == nil {
+		if m.err != nil {
+			r.eng.publish(messages.ElectionError{Resource: m.resource, Op: "switchover", Err: m.err, At: time.Now()})
+		}
+		return
+	}
+	if m.err != nil {
+		c.Send(m.replyTo, messages.ElectionError{Resource: m.resource, CandidateID: r.eng.opts.CandidateID, Op: "switchover", Err: m.err, At: time.Now()})
+		return
+	}
+	c.Send(m.replyTo, &messages.State{Resource: m.resource, Leader: leaderOf(m.resource, r.entries[m.resource]),
+		Candidates: candidatesFor(r.candidates, m.resource)})
 }

@@ -134,9 +134,9 @@ func (s *sessionActor) deregisterCheck(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, destroyTimeout)
 	defer cancel()
 	check := s.opts.failoverCheck()
-	if err := s.failover.DeregisterService(ctx, check.ServiceID); err != nil {
+	if err := s.failover.DeregisterService(ctx, check.ID); err != nil {
 		s.logger.Warn("could not deregister the fast-failover check; Consul reaps it after a minute critical",
-			zap.String("service", check.ServiceID), zap.Error(err))
+			zap.String("service", check.ID), zap.Error(err))
 	}
 }
 
@@ -191,7 +191,7 @@ func (s *sessionActor) create() {
 			// from here, and the session is bound to it.
 			check := opts.failoverCheck()
 			checkFedAt = time.Now()
-			if err := s.failover.RegisterFailoverCheck(ctx, check); err != nil {
+			if err := s.failover.RegisterService(ctx, check); err != nil {
 				return &sessionCreated{gen: gen, err: err}
 			}
 			if len(spec.NodeChecks) == 0 {

@@ -27,6 +27,16 @@ type Value struct {
 	// acquiring write cannot know its own index, and a later write moves
 	// the key's ModifyIndex past it.
 	Token uint64 `json:"token,omitempty"`
+	// Handover, when set, asks for a planned switchover to candidate To: the
+	// leader drains and releases, keeping the value, and while the key is
+	// free the other candidates leave it to To for a while.
+	Handover *Handover `json:"handover,omitempty"`
+}
+
+// Handover is a switchover request in a lock key's value.
+type Handover struct {
+	To string    `json:"to"`
+	At time.Time `json:"at"`
 }
 
 // FencingToken is the fencing token of the term that wrote v into e: the raft

@@ -56,6 +56,26 @@ type Proclaim struct {
 	Metadata map[string]string
 }
 
+// SetHealth reports the application's own health (the seed's health-based
+// election). An unhealthy candidate does not campaign, and an unhealthy
+// leader steps down (its worker drained, then the key released, reason
+// ReasonUnhealthy). The candidate registry shows it, with Reason.
+type SetHealth struct {
+	Healthy bool
+	Reason  string
+}
+
+// Switchover asks for a planned handover of Resource: its leader stops its
+// work (the drain), then releases the key, and To (a live, healthy candidate
+// for Resource; empty: the one of highest priority other than the leader)
+// acquires it while the others stay out. Any candidate may ask. Sent with
+// Request, it is answered with the resource's State once the request is
+// written to the key, or with an ElectionError (Op "switchover").
+type Switchover struct {
+	Resource string
+	To       string
+}
+
 // GetState asks for the state of Resource. The root answers the sender with
 // a State.
 type GetState struct {
@@ -72,6 +92,23 @@ type State struct {
 	// Leader is the observed holder of the key; LeaderID is empty when
 	// nobody holds it.
 	Leader LeaderChanged
+	// Candidates are the live candidates campaigning for Resource, as the
+	// candidate registry says, highest priority first.
+	Candidates []Candidate
+}
+
+// Candidate is one live candidate as the candidate registry shows it: every
+// engine registers itself once, and its entry reads as gone once its session
+// has ended.
+type Candidate struct {
+	ID        string
+	Node      string
+	Priority  int
+	Healthy   bool
+	Reason    string // why it is unhealthy, as it said (SetHealth)
+	Version   string // of consul-elect
+	Started   time.Time
+	Resources []string
 }
 
 // Stop asks the root to stop gracefully: every leader resigns (releasing its

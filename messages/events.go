@@ -17,9 +17,17 @@ func (LeadershipLost) event()     {}
 func (LeaderChanged) event()      {}
 func (ElectionError) event()      {}
 
-// ErrNotLeader is the error of a command that only a leader can carry out
-// (Proclaim) sent to a candidate that does not lead the resource.
-var ErrNotLeader = errors.New("this candidate does not lead the resource")
+// Errors of commands, tested with errors.Is.
+var (
+	// ErrNotLeader: a command only a leader can carry out (Proclaim) was
+	// sent to a candidate that does not lead the resource.
+	ErrNotLeader = errors.New("this candidate does not lead the resource")
+	// ErrNoCandidate: a Switchover's target is not a live, healthy
+	// candidate for the resource, or there is none to hand over to.
+	ErrNoCandidate = errors.New("no live, healthy candidate to hand over to")
+	// ErrNoLeader: a Switchover was asked for a resource nobody leads.
+	ErrNoLeader = errors.New("nobody leads the resource")
+)
 
 // Reason says why a candidate stopped being leader.
 type Reason string
@@ -48,6 +56,13 @@ const (
 	// ReasonKeyChanged: the key's flags were changed by someone else; the
 	// key is no longer an election key of this project.
 	ReasonKeyChanged Reason = "key changed"
+	// ReasonSwitchover: the leader handed over on purpose (a Switchover, or
+	// Options.Preempt for a candidate of higher priority), after its work
+	// had stopped.
+	ReasonSwitchover Reason = "switchover"
+	// ReasonUnhealthy: the application reported this candidate unhealthy
+	// (SetHealth); the leader stepped down after its work had stopped.
+	ReasonUnhealthy Reason = "unhealthy"
 	// ReasonError: the resource's lock actor failed and was restarted.
 	ReasonError Reason = "error"
 )

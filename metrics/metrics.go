@@ -5,6 +5,7 @@
 //	m, err := metrics.New(prometheus.DefaultRegisterer, opts.Timing())
 //	opts.Observer = m
 //	http.Handle("/healthz", m.Healthz())
+//	http.Handle("/leader", m.Leader("orders")) // 200 on the leader only
 package metrics
 
 import (
@@ -30,12 +31,20 @@ type Metrics struct {
 	renewLatency  prometheus.Histogram
 	renewFailures prometheus.Counter
 	consulErrors  *prometheus.CounterVec
+	leaderless    *prometheus.HistogramVec
+	termDuration  *prometheus.HistogramVec
+	switchovers   *prometheus.CounterVec
 
 	mu       sync.Mutex
 	lastOK   time.Time // last successful renew (or session creation) sent
 	started  time.Time
-	lastFail error // the last failure, for Healthz's answer
+	lastFail error                // the last failure, for Healthz's answer
+	leading  map[string]time.Time // resource → when this candidate's term began
+	freed    map[string]time.Time // resource → when it was seen without a leader
 }
+
+// durations are the buckets of the leaderless and term histograms, in seconds.
+var durations = []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 3600}
 
 // New registers the metrics on reg. timing is the engine's
 // (Options.Timing()): Healthz fails once no renewal has succeeded for
@@ -44,6 +53,19 @@ func New(reg prometheus.Registerer, timing actors.Timing) (*Metrics, error) {
 	m := &Metrics{
 		staleAfter: timing.StepDownAfter,
 		started:    time.Now(),
+		leading:    map[string]time.Time{},
+		freed:      map[string]time.Time{},
+		leaderless: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "consul_elect_leaderless_seconds",
+			Help:    "How long a resource had no leader, as this candidate saw it: from the key seen free to the next leader seen.",
+			Buckets: durations,
+		}, []string{"resource"}),
+		termDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "consul_elect_term_duration_seconds", Help: "How long this candidate's terms of leadership lasted.", Buckets: durations,
+		}, []string{"resource"}),
+		switchovers: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "consul_elect_switchovers_total", Help: "Terms of this candidate that ended in a planned handover (switchover or preemption).",
+		}, []string{"resource"}),
 		isLeader: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "consul_elect_is_leader", Help: "1 while this candidate leads the resource, else 0.",
 		}, []string{"resource"}),
@@ -68,7 +90,8 @@ func New(reg prometheus.Registerer, timing actors.Timing) (*Metrics, error) {
 		Name: "consul_elect_seconds_since_last_renew",
 		Help: "Seconds since the last successful session renewal (or creation) was sent.",
 	}, func() float64 { return time.Since(m.lastRenew()).Seconds() })
-	for _, c := range []prometheus.Collector{m.isLeader, m.transitions, m.renewLatency, m.renewFailures, m.consulErrors, sinceRenew} {
+	for _, c := range []prometheus.Collector{m.isLeader, m.transitions, m.renewLatency, m.renewFailures, m.consulErrors,
+		m.leaderless, m.termDuration, m.switchovers, sinceRenew} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("registering consul-elect metrics: %w", err)
 		}
@@ -78,14 +101,48 @@ func New(reg prometheus.Registerer, timing actors.Timing) (*Metrics, error) {
 
 // Event records leadership events.
 func (m *Metrics) Event(evt messages.Event) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	switch e := evt.(type) {
 	case messages.LeadershipAcquired:
 		m.isLeader.WithLabelValues(e.Resource).Set(1)
 		m.transitions.WithLabelValues(e.Resource, "acquired").Inc()
+		m.leading[e.Resource] = e.At
 	case messages.LeadershipLost:
 		m.isLeader.WithLabelValues(e.Resource).Set(0)
 		m.transitions.WithLabelValues(e.Resource, string(e.Reason)).Inc()
+		if began, ok := m.leading[e.Resource]; ok {
+			m.termDuration.WithLabelValues(e.Resource).Observe(e.At.Sub(began).Seconds())
+			delete(m.leading, e.Resource)
+		}
+		if e.Reason == messages.ReasonSwitchover {
+			m.switchovers.WithLabelValues(e.Resource).Inc()
+		}
+	case messages.LeaderChanged:
+		freed, wasFree := m.freed[e.Resource]
+		switch {
+		case e.LeaderID == "" && !wasFree:
+			m.freed[e.Resource] = time.Now()
+		case e.LeaderID != "" && wasFree:
+			m.leaderless.WithLabelValues(e.Resource).Observe(time.Since(freed).Seconds())
+			delete(m.freed, e.Resource)
+		}
 	}
+}
+
+// Leader answers 200 while this candidate leads resource and 503 otherwise:
+// a check for load balancers (HAProxy, Envoy) in front of the candidates.
+func (m *Metrics) Leader(resource string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		m.mu.Lock()
+		_, leading := m.leading[resource]
+		m.mu.Unlock()
+		if !leading {
+			http.Error(w, "not the leader of "+resource, http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "leader of", resource)
+	})
 }
 
 // Refreshed records a session renewal (or creation) sent at sentAt that

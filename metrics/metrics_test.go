@@ -50,6 +50,12 @@ func TestMetricsFollowLeadershipAndHealthzFailsWhenRenewalsFail(t *testing.T) {
 	if code := healthz(m); code != http.StatusOK {
 		t.Fatalf("healthz %d while healthy", code)
 	}
+	if code := serve(m.Leader("jobs")); code != http.StatusOK {
+		t.Fatalf("/leader %d on the leader; want 200", code)
+	}
+	if code := serve(m.Leader("other")); code != http.StatusServiceUnavailable {
+		t.Fatalf("/leader of a resource it does not lead: %d; want 503", code)
+	}
 
 	// Freeze the agent: renewals fail, and past the step-down point healthz
 	// says so.
@@ -69,6 +75,12 @@ func TestMetricsFollowLeadershipAndHealthzFailsWhenRenewalsFail(t *testing.T) {
 	if got := value(t, reg, "consul_elect_is_leader", map[string]string{"resource": "jobs"}); got != 0 {
 		t.Fatalf("is_leader %v after the loss; want 0", got)
 	}
+	if code := serve(m.Leader("jobs")); code != http.StatusServiceUnavailable {
+		t.Fatalf("/leader %d after the loss; want 503", code)
+	}
+	if n := count(t, reg, "consul_elect_term_duration_seconds"); n != 1 {
+		t.Fatalf("%d terms observed; want 1", n)
+	}
 	lost := value(t, reg, "consul_elect_leadership_transitions_total", map[string]string{"resource": "jobs", "reason": "renew deadline"})
 	if lost != 1 {
 		t.Fatalf("transitions{reason=renew deadline} = %v; want 1", lost)
@@ -84,10 +96,30 @@ func TestMetricsFollowLeadershipAndHealthzFailsWhenRenewalsFail(t *testing.T) {
 	}
 }
 
-func healthz(m *metrics.Metrics) int {
+func healthz(m *metrics.Metrics) int { return serve(m.Healthz()) }
+
+func serve(h http.Handler) int {
 	rec := httptest.NewRecorder()
-	m.Healthz().ServeHTTP(rec, httptest.NewRequest("GET", "/healthz", nil))
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
 	return rec.Code
+}
+
+// count is how many observations histogram name has, over all its series.
+func count(t *testing.T, reg *prometheus.Registry, name string) uint64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n uint64
+	for _, f := range families {
+		if f.GetName() == name {
+			for _, metric := range f.GetMetric() {
+				n += metric.GetHistogram().GetSampleCount()
+			}
+		}
+	}
+	return n
 }
 
 // value reads the series of metric name whose labels include want.

@@ -11,6 +11,7 @@ package protocol
 import (
 	"time"
 
+	"github.com/excalibur/consul-elect/consul"
 	"github.com/excalibur/consul-elect/messages"
 )
 
@@ -77,6 +78,8 @@ type KeyEntry struct {
 	Metadata map[string]string
 	// FencingToken is the holder's term's (consul.FencingToken).
 	FencingToken uint64
+	// Handover is a switchover request in the value, if any.
+	Handover *consul.Handover
 	// HolderLockDelay is the holder session's lock-delay, when the key
 	// watcher could read it while the session was alive (negative: unknown).
 	HolderLockDelay time.Duration
@@ -135,4 +138,23 @@ type Released struct {
 type HealthCritical struct {
 	CheckID string
 	Output  string
+}
+
+// Campaigning is sent by the root to the registry with every resource it
+// campaigns for, whenever that changes.
+type Campaigning struct {
+	Resources []string
+}
+
+// CandidatesChanged is sent by the registry to the root, and by the root to
+// every lock, with every live candidate, whenever the registry changes.
+type CandidatesChanged struct {
+	Candidates []messages.Candidate
+}
+
+// Leading is sent by lock[resource] to the root, and by the root to the
+// service, when this candidate starts or stops leading Resource.
+type Leading struct {
+	Resource string
+	Leading  bool
 }

@@ -1,0 +1,174 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/excalibur/consul-elect/consul"
+	"github.com/excalibur/consul-elect/internal/protocol"
+	"github.com/excalibur/consul-elect/internal/registry"
+	"github.com/excalibur/consul-elect/messages"
+	"go.uber.org/zap"
+)
+
+// registryActor keeps this candidate's entry in the candidate registry and
+// watches the registry for everyone's.
+//
+// The entry is written with the session (an acquire of its own key, so that
+// it reads as gone once the session has ended): once per session, and again
+// only when what it says changes (the resources campaigned for, coalesced
+// over registryCoalesce, or the health), never per renewal. The registry
+// watch is one blocking query beside the key watcher's, over few keys that
+// change rarely.
+type registryActor struct {
+	*engine
+	calls   *calls
+	record  registry.Record
+	key     string
+	session string
+	// dirty says the record has changed since it was last written for the
+	// session; writing says a write is in flight.
+	dirty, writing bool
+	flush          *time.Timer
+	retry          backoff
+	index          uint64
+	watchRetry     backoff
+	synced         bool // the registry has been read once
+	live           []messages.Candidate
+}
+
+type (
+	registered struct {
+		session string
+		err     error
+	}
+	registryFlush  struct{}
+	registryListed struct {
+		entries []consul.Entry
+		index   uint64
+		err     error
+	}
+	registryRelist struct{}
+)
+
+// registryCoalesce gathers the campaigns that start together (a Campaign per
+// resource at start-up) into one write of the entry.
+const registryCoalesce = 100 * time.Millisecond
+
+func (r *registryActor) Receive(c actor.Context) {
+	switch m := c.Message().(type) {
+	case *actor.Started:
+		r.calls = newCalls(c)
+		r.retry = newBackoff(100*time.Millisecond, 5*time.Second)
+		r.watchRetry = newBackoff(100*time.Millisecond, 5*time.Second)
+		r.key = registry.Key(r.prefix, r.opts.CandidateID)
+		r.record = registry.Record{ID: r.opts.CandidateID, Priority: r.opts.Priority, Healthy: true,
+			Version: registry.Version(), Started: time.Now().UTC()}
+		c.Request(c.Parent(), &protocol.ChildStarted{})
+		r.list()
+	case *protocol.SessionReady:
+		r.session, r.record.Node = m.ID, m.Node
+		r.changed(0)
+	case *protocol.SessionGone:
+		if m.ID == r.session {
+			r.session = ""
+		}
+	case *protocol.Campaigning:
+		if !slices.Equal(r.record.Resources, m.Resources) {
+			r.record.Resources = m.Resources
+			r.changed(registryCoalesce)
+		}
+	case *messages.SetHealth:
+		if r.record.Healthy != m.Healthy || r.record.Reason != m.Reason {
+			r.record.Healthy, r.record.Reason = m.Healthy, m.Reason
+			r.changed(0)
+		}
+	case *registryFlush:
+		r.flush = nil
+		r.write()
+	case *registered:
+		r.writing = false
+		if m.err != nil {
+			r.consulError("register candidate", m.err)
+			if errors.Is(m.err, consul.ErrLockHeld) {
+				r.publish(messages.ElectionError{Op: "register candidate", Err: m.err, At: time.Now()})
+				r.logger.Error("another candidate with this candidate id is registered; candidate ids must be unique",
+					zap.String("key", r.key))
+			}
+			r.dirty = true
+			r.flush = r.calls.after(r.retry.next(), &registryFlush{})
+			return
+		}
+		r.retry.reset()
+		if m.session != r.session {
+			r.dirty = true // written with a session that is gone meanwhile
+		}
+		r.write() // what changed meanwhile
+	case *registryRelist:
+		r.list()
+	case *registryListed:
+		r.listed(c, m)
+	case *actor.Stopping, *actor.Restarting:
+		r.calls.stop()
+	}
+}
+
+// changed notes that the record changed, and writes it after coalesce.
+func (r *registryActor) changed(coalesce time.Duration) {
+	r.dirty = true
+	if r.flush == nil && !r.writing {
+		r.flush = r.calls.after(coalesce, &registryFlush{})
+	}
+}
+
+// write writes the record with the current session, if it changed.
+func (r *registryActor) write() {
+	if !r.dirty || r.writing || r.session == "" {
+		return
+	}
+	r.dirty, r.writing = false, true
+	session, value := r.session, registry.Encode(r.record)
+	r.calls.run(func(ctx context.Context) any {
+		ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+		defer cancel()
+		_, err := r.backend.Acquire(ctx, r.key, session, value)
+		return &registered{session: session, err: err}
+	})
+}
+
+func (r *registryActor) list() {
+	index := r.index
+	r.calls.run(func(ctx context.Context) any {
+		ctx, cancel := context.WithTimeout(ctx, blockingTimeout(watchWait))
+		defer cancel()
+		entries, next, err := r.backend.ListPrefix(ctx, registry.Prefix(r.prefix), index, watchWait)
+		return &registryListed{entries: entries, index: next, err: err}
+	})
+}
+
+func (r *registryActor) listed(c actor.Context, m *registryListed) {
+	if m.err != nil {
+		r.index = 0
+		r.consulError("watch candidates", m.err)
+		wait := r.watchRetry.next()
+		r.logger.Warn("watching the candidate registry failed; retrying", zap.Error(m.err), zap.Duration("in", wait))
+		r.calls.after(wait, &registryRelist{})
+		return
+	}
+	r.watchRetry.reset()
+	r.index = m.index
+	live := registry.Live(m.entries, "")
+	if !r.synced || !slices.EqualFunc(live, r.live, sameCandidate) {
+		r.synced, r.live = true, live
+		c.Send(c.Parent(), &protocol.CandidatesChanged{Candidates: live})
+	}
+	r.list()
+}
+
+func sameCandidate(a, b messages.Candidate) bool {
+	return a.ID == b.ID && a.Node == b.Node && a.Priority == b.Priority && a.Healthy == b.Healthy &&
+		a.Reason == b.Reason && a.Started.Equal(b.Started) && slices.Equal(a.Resources, b.Resources)
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"maps"
 	"net/http"
 	"slices"
@@ -30,9 +31,9 @@ type fleet struct {
 }
 
 type term struct {
-	id       string
-	from, to time.Time
-	reason   messages.Reason
+	id, resource string
+	from, to     time.Time
+	reason       messages.Reason
 }
 
 // recorder is an Observer that records one candidate's terms.
@@ -45,10 +46,10 @@ func (r recorder) Event(evt messages.Event) {
 	r.f.mu.Lock()
 	switch m := evt.(type) {
 	case messages.LeadershipAcquired:
-		r.f.terms = append(r.f.terms, term{id: r.id, from: m.At})
+		r.f.terms = append(r.f.terms, term{id: r.id, resource: m.Resource, from: m.At})
 	case messages.LeadershipLost:
 		for i := range r.f.terms {
-			if t := &r.f.terms[i]; t.id == r.id && t.to.IsZero() {
+			if t := &r.f.terms[i]; t.id == r.id && t.resource == m.Resource && t.to.IsZero() {
 				t.to, t.reason = m.At, m.Reason
 			}
 		}
@@ -150,12 +151,15 @@ func (f *fleet) snapshot() []term {
 	return slices.Clone(f.terms)
 }
 
-// noOverlap fails if two terms overlapped.
+// noOverlap fails if two terms of one resource overlapped.
 func (f *fleet) noOverlap() {
 	f.t.Helper()
 	terms := f.snapshot()
 	for i, a := range terms {
 		for _, b := range terms[i+1:] {
+			if a.resource != b.resource {
+				continue
+			}
 			aEnd, bEnd := a.to, b.to
 			if aEnd.IsZero() {
 				aEnd = time.Now()
@@ -381,4 +385,66 @@ func TestServiceTagsExactlyTheLeader(t *testing.T) {
 		t.Fatal(err)
 	}
 	awaitInstances(t, name, nil, []string{"a"})
+}
+
+// TestBalanceSharesResourcesFairly: candidates with Balance that campaign
+// for the same resources each lead at most their share plus BalanceSlack,
+// as candidates join and leave, and no two terms of a resource overlap.
+func TestBalanceSharesResourcesFairly(t *testing.T) {
+	const k = 24
+	var resources []string
+	for i := range k {
+		resources = append(resources, fmt.Sprintf("shard-%02d", i))
+	}
+	f := newFleet(t, "") // terms are recorded per resource below
+	balanced := func(o *consulelect.Options) { o.Balance, o.Resources = true, resources }
+	start := func(id string) *consulelect.Election {
+		opts := options(t, id)
+		balanced(&opts)
+		opts.Observer = recorder{f: f, id: id}
+		e := start(t, opts)
+		f.byID[id] = e
+		return e
+	}
+	counts := func() map[string]int {
+		n := map[string]int{}
+		for id, e := range f.byID {
+			for _, r := range resources {
+				if _, ok := e.Leader(r); ok {
+					n[id]++
+				}
+			}
+		}
+		return n
+	}
+	awaitFair := func(ids ...string) {
+		t.Helper()
+		share := (k + len(ids) - 1) / len(ids)
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			n, total, fair := counts(), 0, true
+			for _, id := range ids {
+				total += n[id]
+				fair = fair && n[id] <= share+actors.BalanceSlack
+			}
+			if fair && total == k {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("leaderships %v; want each of %v at most %d, all %d held", n, ids, share+actors.BalanceSlack, k)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	a := start("a")
+	awaitFair("a")
+	start("b")
+	start("c")
+	awaitFair("a", "b", "c")
+	if err := a.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	delete(f.byID, "a")
+	awaitFair("b", "c")
+	f.noOverlap()
 }

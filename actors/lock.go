@@ -83,6 +83,7 @@ type lockActor struct {
 	holdBackAt  *time.Timer          // ends a hold-back; stopped when the key changes
 	preemptAt   *time.Timer
 	handingOver bool // the term ends in a switchover: after the release, hold off too
+	full        bool // with Balance: this candidate leads its fair share
 }
 
 type (
@@ -200,6 +201,13 @@ func (l *lockActor) Receive(c actor.Context) {
 		l.candidates = candidatesFor(m.Candidates, l.resource)
 		l.preempt(c)
 		l.consider(c)
+	case *protocol.Share:
+		l.full = m.Full
+	case *protocol.HandOver:
+		if l.state == leading {
+			l.logger.Info("handing over for fair shares", zap.String("resource", l.resource), zap.String("to", m.To))
+			l.handOver(c, m.To)
+		}
 	case *preemptCheck:
 		if m.token == l.token {
 			l.preemptAt = nil
@@ -214,6 +222,10 @@ func (l *lockActor) Receive(c actor.Context) {
 	case *messages.Withdraw:
 		if c.Sender() != nil {
 			l.waiters = append(l.waiters, c.Sender())
+		}
+		if l.withdrawing != nil && l.state == follower {
+			l.answerWaiters(c) // done already (a Stop came first): answer at once
+			return
 		}
 		l.withdraw(c, messages.ReasonResigned)
 	case *messages.Stop:
@@ -253,6 +265,7 @@ func (l *lockActor) Receive(c actor.Context) {
 	case *actor.Stopping:
 		l.calls.stop()
 		l.lose(c, messages.ReasonStopped, nil)
+		l.answerWaiters(c) // nobody waits for an answer from a stopped actor
 	case *actor.Restarting:
 		l.calls.stop()
 		l.lose(c, messages.ReasonError, nil)
@@ -361,6 +374,9 @@ func (l *lockActor) holdBack() time.Duration {
 		if c.Priority > l.opts.Priority && c.Healthy && c.ID != l.opts.CandidateID && c.ID != l.entry.HolderID {
 			return priorityHoldBack
 		}
+	}
+	if l.full {
+		return balanceHoldBack // leave it to a candidate below its share
 	}
 	return 0
 }
@@ -573,6 +589,10 @@ func (l *lockActor) withdraw(c actor.Context, reason messages.Reason) {
 // withdrawn tells the root, and whoever asked, that the key is released.
 func (l *lockActor) withdrawn(c actor.Context) {
 	c.Send(l.parent, &protocol.Released{Resource: l.resource})
+	l.answerWaiters(c)
+}
+
+func (l *lockActor) answerWaiters(c actor.Context) {
 	for _, waiter := range l.waiters {
 		c.Send(waiter, l.stateReport())
 	}

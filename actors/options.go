@@ -23,6 +23,14 @@ const (
 	// PreemptAfter is how long a term lasts, at least, before Preempt hands
 	// it over: a candidate that has just taken over is not moved at once.
 	PreemptAfter = 5 * time.Second
+	// DefaultMaxConnections leaves room for the blocking queries (the key
+	// watch, the registry watch, a health watch) and for renewals, acquires
+	// and releases beside them.
+	DefaultMaxConnections = 8
+	// BalanceSlack is how many resources above its fair share a candidate
+	// with Balance leads before it hands one over: a little room, so that
+	// leadership does not flap as candidates come and go.
+	BalanceSlack = 1
 
 	MinSessionTTL = time.Second
 	MaxSessionTTL = 24 * time.Hour
@@ -101,6 +109,19 @@ type Options struct {
 	// back to the preferred candidate once, without flapping.
 	Preempt bool
 
+	// Balance keeps leadership fair among the candidates that campaign for
+	// the same resources: with P live, healthy candidates for K resources,
+	// each leads at most ⌈K/P⌉ (plus BalanceSlack), handing the excess over
+	// (a switchover: drain, then release) to a candidate below its share,
+	// and leaving free keys to those below theirs. Off by default.
+	Balance bool
+
+	// MaxConnections bounds the requests this engine has in flight to its
+	// agent at once, blocking queries included (Consul's
+	// http_max_conns_per_client, 200 by default, counts every process on a
+	// host together). Between 2 and 64; DefaultOptions sets 8.
+	MaxConnections int
+
 	// Service, with a Name, routes clients to the leader through Consul: the
 	// engine registers this candidate as an instance of that service on the
 	// local agent, tagged "leader" while it leads and "standby" otherwise,
@@ -167,13 +188,14 @@ func (s ServiceOptions) instance(candidateID string, leader bool) consul.Service
 // DefaultOptions returns the seed's defaults.
 func DefaultOptions() Options {
 	return Options{KeyPrefix: DefaultKeyPrefix, SessionTTL: DefaultSessionTTL, LockDelay: DefaultLockDelay,
-		DrainTimeout: DefaultDrainTimeout}
+		DrainTimeout: DefaultDrainTimeout, MaxConnections: DefaultMaxConnections}
 }
 
 // ConsulConfig is how these options reach Consul: the one mapping of the
 // options to a consul.Config (consul.NewClient).
 func (o Options) ConsulConfig() consul.Config {
-	return consul.Config{Address: o.ConsulAddress, Datacenter: o.Datacenter, Token: o.Token, TokenFile: o.TokenFile, TLS: o.TLS}
+	return consul.Config{Address: o.ConsulAddress, Datacenter: o.Datacenter, Token: o.Token, TokenFile: o.TokenFile, TLS: o.TLS,
+		MaxConnections: o.MaxConnections}
 }
 
 // Validate checks every option before anything is sent to Consul. The error
@@ -207,6 +229,9 @@ func (o Options) Validate() error {
 		if o.Datacenter != "" {
 			bad("FastFailover cannot be used with Datacenter: the check lives on the local agent")
 		}
+	}
+	if o.MaxConnections < 2 || o.MaxConnections > 64 {
+		bad("MaxConnections is %d; it must be between 2 and 64 (DefaultOptions sets %d)", o.MaxConnections, DefaultMaxConnections)
 	}
 	if svc := o.Service; svc.Name != "" {
 		if strings.TrimSpace(svc.Name) != svc.Name || strings.ContainsAny(svc.Name, "/ ") {

@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"fmt"
+	"hash/crc32"
 	"maps"
 	"slices"
 	"time"
@@ -25,6 +26,8 @@ type electionRoot struct {
 
 	appHealth  messages.SetHealth // the application's, as it last said
 	candidates []messages.Candidate
+	leading    map[string]bool // resources this candidate leads
+	full       bool            // with Balance: at its fair share, as the locks were last told
 
 	current   protocol.SessionReady // ID "" while there is no session
 	entries   map[string]protocol.KeyEntry
@@ -36,6 +39,7 @@ type electionRoot struct {
 }
 
 type (
+	balanceTick       struct{}
 	stopTimedOut      struct{}
 	switchoverWritten struct {
 		resource string
@@ -72,9 +76,17 @@ func (r *electionRoot) Receive(c actor.Context) {
 			c.Send(pid, m)
 		}
 	case *protocol.Leading:
+		if m.Leading {
+			r.leading[m.Resource] = true
+		} else {
+			delete(r.leading, m.Resource)
+		}
 		if r.service != nil {
 			c.Send(r.service, m)
 		}
+	case *balanceTick:
+		r.balance(c)
+		r.calls.after(balanceEvery, &balanceTick{})
 	case *messages.Switchover:
 		r.switchover(c, m)
 	case *switchoverWritten:
@@ -149,7 +161,7 @@ func (r *electionRoot) start(c actor.Context) {
 	eng.bus = newEventBus(c.ActorSystem(), eng.opts.Observer, eng.logger)
 	r.eng = &eng
 	r.calls = newCalls(c)
-	r.locks, r.entries = map[string]*actor.PID{}, map[string]protocol.KeyEntry{}
+	r.locks, r.entries, r.leading = map[string]*actor.PID{}, map[string]protocol.KeyEntry{}, map[string]bool{}
 	r.appHealth = messages.SetHealth{Healthy: true}
 	// Each producer returns a fresh instance: a restarted child starts clean
 	// and asks for the current state with ChildStarted.
@@ -163,8 +175,19 @@ func (r *electionRoot) start(c actor.Context) {
 	if r.eng.opts.HealthCheckID != "" || r.eng.opts.FastFailover {
 		r.health = r.spawnChild(c, "health", func() actor.Actor { return &healthWatcher{engine: r.eng} })
 	}
-	for _, resource := range r.eng.opts.Resources {
+	// Each candidate starts from its own offset: candidates that campaign for
+	// the same resources at once do not race for the same keys in the same
+	// order, which would make whole transactions of acquires fail.
+	resources := r.eng.opts.Resources
+	if n := len(resources); n > 0 {
+		offset := int(crc32.ChecksumIEEE([]byte(r.eng.opts.CandidateID)) % uint32(n))
+		resources = append(slices.Clone(resources[offset:]), resources[:offset]...)
+	}
+	for _, resource := range resources {
 		r.campaign(c, &messages.Campaign{Resource: resource})
+	}
+	if r.eng.opts.Balance {
+		r.calls.after(balanceEvery, &balanceTick{})
 	}
 }
 
@@ -218,6 +241,7 @@ func (r *electionRoot) childStarted(c actor.Context, m *protocol.ChildStarted) {
 	}
 	if m.Resource != "" {
 		c.Send(child, &protocol.CandidatesChanged{Candidates: r.candidates})
+		c.Send(child, &protocol.Share{Full: r.full})
 	}
 	if child.Equal(r.registry) {
 		r.campaigning(c)

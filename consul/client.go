@@ -24,6 +24,9 @@ type Config struct {
 	Token      string
 	TokenFile  string
 	TLS        TLSConfig
+	// MaxConnections bounds the requests in flight to the agent at once
+	// (0: no bound).
+	MaxConnections int
 	// WrapTransport, when set, wraps the HTTP transport (to count or
 	// instrument requests).
 	WrapTransport func(http.RoundTripper) http.RoundTripper

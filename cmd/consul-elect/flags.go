@@ -40,12 +40,18 @@ type logFlags struct {
 }
 
 func (c *commonFlags) register(fs *flag.FlagSet) {
+	c.registerAllButResource(fs)
+	fs.StringVar(&c.resource, "resource", "", "name of the resource to elect a leader for (required)")
+}
+
+// registerAllButResource registers the common flags but --resource, for
+// list, which shows every resource.
+func (c *commonFlags) registerAllButResource(fs *flag.FlagSet) {
 	fs.StringVar(&c.address, "address", "", "Consul's HTTP address: host:port, http://host:port, https://host:port or unix:///path (default $CONSUL_HTTP_ADDR, else "+defaultAddress+")")
 	fs.StringVar(&c.token, "token", "", "ACL token (default $CONSUL_HTTP_TOKEN); prefer --token-file: a flag shows in ps")
 	fs.StringVar(&c.tokenFile, "token-file", "", "file holding the ACL token (default $CONSUL_HTTP_TOKEN_FILE)")
 	fs.StringVar(&c.datacenter, "datacenter", "", "datacenter to elect in (default the agent's own)")
 	fs.StringVar(&c.prefix, "prefix", actors.DefaultKeyPrefix, "key prefix: the lock key is <prefix>/<resource>")
-	fs.StringVar(&c.resource, "resource", "", "name of the resource to elect a leader for (required)")
 	c.logFlags.register(fs, "info")
 }
 
@@ -67,9 +73,14 @@ func (c *commonFlags) options() actors.Options {
 	return opts
 }
 
-// validate checks the flags of status, watch and release before anything
-// talks to Consul; each problem names its flag.
+// validate checks the flags of status, watch, release and switchover
+// before anything talks to Consul; each problem names its flag.
 func (c *commonFlags) validate() error { return c.check(flagErrors(c.options().Validate())) }
+
+// validateAllButResource is validate for list, which has no --resource.
+func (c *commonFlags) validateAllButResource() error {
+	return joinUsage(slices.Concat(flagErrors(c.options().Validate()), c.commandLineErrors()))
+}
 
 // check joins optionErrs, Options.Validate's errors for the options built
 // from these flags (see flagErrors), with what only the command line has:
@@ -85,7 +96,13 @@ func (c *commonFlags) check(optionErrs []error, more ...error) error {
 			errs = append(errs, fmt.Errorf("--resource: %v", err))
 		}
 	}
-	errs = append(errs, optionErrs...)
+	return joinUsage(slices.Concat(errs, optionErrs, c.commandLineErrors(), more))
+}
+
+// commandLineErrors are the problems of the common flags but --resource that
+// Options.Validate does not see: an unreadable --token-file, the log flags.
+func (c *commonFlags) commandLineErrors() []error {
+	var errs []error
 	if c.tokenFile != "" {
 		if _, err := os.ReadFile(c.tokenFile); err != nil {
 			errs = append(errs, fmt.Errorf("--token-file: %v", err))
@@ -94,8 +111,7 @@ func (c *commonFlags) check(optionErrs []error, more ...error) error {
 	if err := c.logFlags.validate(); err != nil {
 		errs = append(errs, err)
 	}
-	errs = append(errs, more...)
-	return joinUsage(errs)
+	return errs
 }
 
 // optionFlags names the flag that sets each option, for Options.Validate's

@@ -1,9 +1,12 @@
 // Command consul-elect is leader election on HashiCorp Consul for operators:
-// run a command only while leader, see and watch who leads, release a stuck
-// lock, or try it all on a local agent with `consul-elect demo`.
+// run a command only while leader, see and watch who leads and who stands
+// by, hand leadership over safely, release a stuck lock, or try it all on a
+// local agent with `consul-elect demo`.
 //
-//	consul-elect run --resource orders -- ./process-orders
+//	consul-elect run --resource orders --priority 10 -- ./process-orders
 //	consul-elect status --resource orders --json
+//	consul-elect list
+//	consul-elect switchover --resource orders --to host-b-4242
 //
 // `run` campaigns for <prefix>/<resource> and runs COMMAND while, and only
 // while, it leads. The command gets CONSUL_ELECT_RESOURCE, CONSUL_ELECT_ID
@@ -30,9 +33,28 @@
 // takes over at once. `run --timeout D` gives up after D without having led:
 // exit 1, the command never started.
 //
+// `run --priority N` ranks the candidates (higher leads first: a freed lock
+// is left to the live, healthy candidate of highest priority); with
+// `--preempt` a leader hands over, once its term has lasted
+// actors.PreemptAfter, to such a candidate of higher priority that appears.
+// `run --service NAME` registers the candidate as an instance of service NAME
+// on the local agent, tagged "leader" while it leads and "standby"
+// otherwise, so that clients find the leader through Consul
+// (leader.NAME.service.consul). `--metrics-addr` serves /metrics, /healthz
+// and /leader (200 on the leader only, for a load balancer's check).
+//
 // `status` and `watch` show the leader, its fencing token and the metadata
 // it wrote (Options.Metadata, Election.Proclaim); `--json` always has a
-// "metadata" object, {} when there is none.
+// "metadata" object, {} when there is none. `status` shows the live
+// candidates too (`--json`: "candidates"), and `list` shows every resource
+// under the prefix, with its leader and candidates.
+//
+// `switchover` hands leadership over safely: the leader stops its command,
+// then releases the lock, and the target (--to, else the healthy candidate
+// of highest priority) takes over while the others hold back. `release` is
+// for a stuck holder: it ends the term in Consul at once, but the holder
+// hears of it only with its next blocking query, so its command may still
+// run while another candidate's starts.
 //
 // Exit codes: 0 success, 1 a runtime error (Consul unreachable, a denied
 // token, --timeout passed), 2 a usage error (bad flags); `run` exits with its
@@ -63,9 +85,11 @@ type command struct {
 
 var commands = []command{
 	{"run", "campaign for a resource and run a command while (and only while) leader", runCommand},
-	{"status", "print who leads a resource now", statusCommand},
+	{"status", "print who leads a resource now, and its candidates", statusCommand},
+	{"list", "print every resource under the prefix: its leader and candidates", listCommand},
 	{"watch", "print every change of a resource's leader until interrupted", watchCommand},
-	{"release", "release a resource's lock on behalf of its holder (operator intervention)", releaseCommand},
+	{"switchover", "hand a resource's leadership over safely: the leader stops its command, then releases", switchoverCommand},
+	{"release", "end a stuck holder's term at once; its command may still run (prefer switchover)", releaseCommand},
 	{"demo", "start a local Consul agent and show three candidates failing over", demoCommand},
 	{"version", "print the version", versionCommand},
 }
@@ -149,7 +173,9 @@ func printUsage(w io.Writer) {
 Usage:
   consul-elect run --resource NAME [flags] -- COMMAND [ARGS...]
   consul-elect status --resource NAME [flags] [--json]
+  consul-elect list [flags] [--json]
   consul-elect watch --resource NAME [flags] [--json]
+  consul-elect switchover --resource NAME [flags] [--to ID] [--yes] [--timeout D]
   consul-elect release --resource NAME [flags] [--destroy-session] [--yes]
   consul-elect demo
   consul-elect version
@@ -157,7 +183,7 @@ Usage:
 Commands:
 `)
 	for _, c := range commands {
-		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
 	}
 	fmt.Fprint(w, `
 Run 'consul-elect COMMAND --help' for a command's flags.
@@ -165,5 +191,9 @@ Exit codes: 0 success, 1 runtime error, 2 usage error; run exits with its
 command's exit code when the command ends on its own, and 1 when --timeout
 passes before it leads. SIGINT, SIGTERM, SIGHUP and SIGQUIT stop run: it
 stops the command, releases the lock and exits 0.
+
+To move leadership, use switchover: the leader stops its command before it
+releases. release ends the term in Consul at once; the holder hears of it one
+blocking query later, and its command may still run meanwhile.
 `)
 }

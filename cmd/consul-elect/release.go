@@ -14,6 +14,15 @@ import (
 
 const releaseSynopsis = "consul-elect release --resource NAME [flags] [--destroy-session] [--yes]"
 
+// releaseHelp follows the synopsis in release --help.
+const releaseHelp = `
+Releases the lock on behalf of its holder, for a holder that is stuck. It is
+not a handover: the term ends in Consul at once, but the holder hears of it
+only with its next blocking query, and until it has stopped its command, that
+command may still run while another candidate's starts. To move leadership
+safely (the leader stops its command first, then releases, and the target
+takes over), use consul-elect switchover.`
+
 // releaseTimeout bounds the whole operation once confirmed.
 const releaseTimeout = 30 * time.Second
 
@@ -24,7 +33,7 @@ func releaseCommand(env *cli, args []string) error {
 	f.register(fs)
 	fs.BoolVar(&destroy, "destroy-session", false, "destroy the holder's session instead: it loses every key it holds, and they stay locked for its lock-delay")
 	fs.BoolVar(&yes, "yes", false, "do not ask for confirmation")
-	if err := f.parse(env, fs, releaseSynopsis, args); err != nil {
+	if err := f.parse(env, fs, releaseSynopsis+"\n"+releaseHelp, args); err != nil {
 		return err
 	}
 	client, err := f.client()
@@ -62,10 +71,10 @@ func releaseCommand(env *cli, args []string) error {
 			fmt.Fprintf(env.stdout, "  %s\n", k)
 		}
 	} else {
-		fmt.Fprintf(env.stdout, "%s is held by %s.\nReleasing it ends that leadership; the candidates then campaign again.\n", key, holder)
+		fmt.Fprintf(env.stdout, "%s is held by %s.\nReleasing it ends that leadership at once; the candidates then campaign again. The holder hears of it only with its next blocking query: its command may still run while another candidate's starts (consul-elect switchover hands over safely).\n", key, holder)
 	}
-	if !yes && !confirm(env, "Proceed?") {
-		return errors.New("not confirmed; nothing was changed (--yes skips the question)")
+	if err := confirmed(env, yes); err != nil {
+		return err
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
@@ -123,14 +132,20 @@ func keysHeldBy(ctx context.Context, client *consul.Client, session string) ([]s
 	return keys, nil
 }
 
-// confirm asks question on stdout and reads the answer from stdin.
-func confirm(env *cli, question string) bool {
-	fmt.Fprintf(env.stdout, "%s [y/N] ", question)
+// confirmed asks the operator, on stdout, to confirm what was just described,
+// unless yes (--yes), and reads the answer from stdin. Anything but y or yes
+// (an empty stdin included) is an error that ends the command with nothing
+// changed.
+func confirmed(env *cli, yes bool) error {
+	if yes {
+		return nil
+	}
+	fmt.Fprint(env.stdout, "Proceed? [y/N] ")
 	answer, _ := bufio.NewReader(env.stdin).ReadString('\n')
 	fmt.Fprintln(env.stdout) // the answer may not have been echoed (not a terminal)
 	switch strings.ToLower(strings.TrimSpace(answer)) {
 	case "y", "yes":
-		return true
+		return nil
 	}
-	return false
+	return errors.New("not confirmed; nothing was changed (--yes skips the question)")
 }

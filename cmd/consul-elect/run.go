@@ -34,7 +34,11 @@ gets SIGTERM, and SIGKILL --kill-grace later.
 SIGINT, SIGTERM, SIGHUP and SIGQUIT stop the command, release the lock, destroy
 the session and exit 0: a standby takes over at once. When COMMAND exits on its
 own, run releases and exits with its code. With --timeout, run exits 1 if it
-did not lead within that time, without starting COMMAND.`
+did not lead within that time, without starting COMMAND.
+
+A planned end of a term (consul-elect switchover, --preempt, a stop signal)
+stops COMMAND before the lock is released. A freed lock goes to the live,
+healthy candidate of highest --priority.`
 
 const (
 	// defaultKillGrace is --kill-grace unless set. When a short --ttl,
@@ -49,6 +53,10 @@ const (
 	// stopTimeout bounds releasing the lock and destroying the session on
 	// the way out; after it the session expires by its TTL.
 	stopTimeout = 10 * time.Second
+	// drainSlack is how much longer than the kill grace a planned end of a
+	// term waits for the command before releasing anyway: the time the kill
+	// itself may take (shimKillTimeout on Linux), and a second.
+	drainSlack = 3 * time.Second
 )
 
 // stopSignals end run as an operator asks it to: stop the command, release,
@@ -77,6 +85,9 @@ type runFlags struct {
 	failover    bool
 	failoverTTL time.Duration
 	timeout     time.Duration
+	priority    int
+	preempt     bool
+	service     actors.ServiceOptions // Resource is --resource
 	command     []string
 	// set are the flags given on the command line, by name.
 	set map[string]bool
@@ -93,7 +104,12 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.failoverTTL, "fast-failover-ttl", 0, fmt.Sprintf("TTL of the --fast-failover check, between 1s and --ttl; it must leave room for --kill-grace (default: the shortest whole second from %s that does, at most --ttl: %s with the default --kill-grace)",
 		minAutoCheckTTL, defaultCheckTTL()))
 	fs.DurationVar(&f.timeout, "timeout", 0, "give up if not leader within this long after campaigning starts: exit 1 without having started COMMAND (default 0s: wait forever)")
-	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "serve /metrics (Prometheus) and /healthz (503 once no session renewal has succeeded until the step-down point) on this `ADDR`, e.g. 127.0.0.1:9100")
+	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "serve /metrics (Prometheus), /healthz (503 once no session renewal has succeeded until the step-down point) and /leader (200 while this candidate leads --resource, else 503: a load balancer's check) on this `ADDR`, e.g. 127.0.0.1:9100")
+	fs.IntVar(&f.priority, "priority", 0, "rank among the candidates, higher first: a freed lock is left to the live, healthy candidate of highest priority, and switchover without --to picks it")
+	fs.BoolVar(&f.preempt, "preempt", false, fmt.Sprintf("while leading, hand over (stop the command, then release) to a live, healthy candidate of higher --priority, once the term has lasted %s", actors.PreemptAfter))
+	fs.StringVar(&f.service.Name, "service", "", "register this candidate as an instance of service `NAME` on the local agent, tagged leader while it leads --resource and standby otherwise (leader.NAME.service.consul names the leader); deregistered on exit")
+	fs.IntVar(&f.service.Port, "service-port", 0, "`PORT` of the --service instance")
+	fs.StringVar(&f.service.Address, "service-address", "", "`ADDRESS` of the --service instance (default the agent's)")
 }
 
 // defaultCheckTTL is the check TTL that run --fast-failover chooses when
@@ -126,6 +142,14 @@ func (f *runFlags) options() (actors.Options, choices) {
 	opts.SelfFenceMargin = f.killGrace
 	opts.FastFailover = f.failover
 	opts.FastFailoverTTL = f.failoverTTL
+	opts.Priority = f.priority
+	opts.Preempt = f.preempt
+	if f.service.Name != "" {
+		opts.Service = f.service
+		if actors.ValidateResource(f.resource) == nil { // else --resource's own error says why
+			opts.Service.Resource = f.resource
+		}
+	}
 
 	var chosen choices
 	chooseCheckTTL := f.failover && f.failoverTTL == 0
@@ -141,6 +165,9 @@ func (f *runFlags) options() (actors.Options, choices) {
 	if chooseCheckTTL {
 		opts.FastFailoverTTL, chosen.checkTTLChosen = shortestCheckTTL(opts), true
 	}
+	// A planned end of a term waits for the command, which has the kill
+	// grace to exit.
+	opts.DrainTimeout = opts.SelfFenceMargin + drainSlack
 	return opts, chosen
 }
 
@@ -199,6 +226,11 @@ func (f *runFlags) runOnly() []error {
 	}
 	if f.set["fast-failover-ttl"] && !f.failover {
 		errs = append(errs, errors.New("--fast-failover-ttl is set without --fast-failover"))
+	}
+	for _, flag := range []string{"service-port", "service-address"} {
+		if f.set[flag] && f.service.Name == "" {
+			errs = append(errs, fmt.Errorf("--%s is set without --service", flag))
+		}
 	}
 	if f.timeout < 0 {
 		errs = append(errs, fmt.Errorf("--timeout is %s; it must not be negative (0s: wait forever)", f.timeout))

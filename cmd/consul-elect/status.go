@@ -12,10 +12,13 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"text/tabwriter"
 	"time"
 	"unicode"
 
 	"github.com/excalibur/consul-elect/consul"
+	"github.com/excalibur/consul-elect/internal/registry"
+	"github.com/excalibur/consul-elect/messages"
 	"go.uber.org/zap"
 )
 
@@ -100,6 +103,85 @@ func printState(w io.Writer, s leaderState, key string, asJSON bool) error {
 	return err
 }
 
+// candidateState is one live candidate for a resource, as status --json and
+// list --json print it. Its JSON keys are a public contract.
+type candidateState struct {
+	ID       string `json:"id"`
+	Node     string `json:"node"`
+	Priority int    `json:"priority"` // higher leads first
+	Healthy  bool   `json:"healthy"`
+	Reason   string `json:"reason"` // why it is unhealthy; empty when healthy
+	Version  string `json:"version"`
+	Started  string `json:"started"` // RFC 3339; when its engine started
+}
+
+// resourceState is what status and list say of a resource: who leads, and
+// the live candidates, highest priority first.
+type resourceState struct {
+	leaderState
+	// Candidates is never nil, so that JSON has [] when there is none.
+	Candidates []candidateState `json:"candidates"`
+}
+
+// withCandidates is s with the live candidates among registered (the
+// entries under registry.Prefix) that campaign for s's resource.
+func withCandidates(s leaderState, registered []consul.Entry) resourceState {
+	state := resourceState{leaderState: s, Candidates: []candidateState{}}
+	for _, c := range registry.Live(registered, s.Resource) {
+		state.Candidates = append(state.Candidates, candidateOf(c))
+	}
+	return state
+}
+
+func candidateOf(c messages.Candidate) candidateState {
+	state := candidateState{ID: c.ID, Node: c.Node, Priority: c.Priority, Healthy: c.Healthy, Reason: c.Reason, Version: c.Version}
+	if !c.Started.IsZero() {
+		state.Started = c.Started.UTC().Format(time.RFC3339Nano)
+	}
+	return state
+}
+
+// health is a candidate's health in words.
+func (c candidateState) health() string {
+	switch {
+	case c.Healthy:
+		return "healthy"
+	case c.Reason != "":
+		return "unhealthy: " + quoteIfNeeded(c.Reason)
+	}
+	return "unhealthy"
+}
+
+// printCandidates is the human form of s's candidates: a table, the leader
+// marked.
+func printCandidates(w io.Writer, s resourceState) error {
+	if len(s.Candidates) == 0 {
+		_, err := fmt.Fprintln(w, "  no live candidates")
+		return err
+	}
+	table := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(table, "  CANDIDATE\tROLE\tPRIORITY\tHEALTH\tNODE\tVERSION\tSTARTED")
+	for _, c := range s.Candidates {
+		role := "standby"
+		if c.ID == s.LeaderID {
+			role = "leader"
+		}
+		started := c.Started
+		if t, err := time.Parse(time.RFC3339Nano, c.Started); err == nil {
+			started = t.Format(time.RFC3339)
+		}
+		fmt.Fprintf(table, "  %s\t%s\t%d\t%s\t%s\t%s\t%s\n", c.ID, role, c.Priority, c.health(), c.Node, c.Version, started)
+	}
+	return table.Flush()
+}
+
+// readCandidates reads the candidate registry of prefix: one list of its
+// keys, whatever the number of resources.
+func readCandidates(ctx context.Context, client *consul.Client, prefix string) ([]consul.Entry, error) {
+	entries, _, err := client.ListPrefix(ctx, registry.Prefix(prefix), 0, 0)
+	return entries, err
+}
+
 const statusSynopsis = "consul-elect status --resource NAME [flags] [--json]"
 
 func statusCommand(env *cli, args []string) error {
@@ -107,7 +189,7 @@ func statusCommand(env *cli, args []string) error {
 	var asJSON bool
 	fs := newFlagSet("status")
 	f.register(fs)
-	fs.BoolVar(&asJSON, "json", false, "print one JSON object: resource, leader_id, node, session, fencing_token, since and metadata (an object of strings, {} when there is none)")
+	fs.BoolVar(&asJSON, "json", false, "print one JSON object: resource, leader_id, node, session, fencing_token, since, metadata (an object of strings, {} when there is none) and candidates (an array of objects: id, node, priority, healthy, reason, version, started; highest priority first)")
 	if err := f.parse(env, fs, statusSynopsis, args); err != nil {
 		return err
 	}
@@ -122,11 +204,22 @@ func statusCommand(env *cli, args []string) error {
 	if err != nil {
 		return fmt.Errorf("cannot read %s from Consul at %s: %w", f.key(), f.consulAddress(), err)
 	}
-	state, err := stateOf(f.resource, entry, exists)
+	leader, err := stateOf(f.resource, entry, exists)
 	if err != nil {
 		return err
 	}
-	return printState(env.stdout, state, f.key(), asJSON)
+	registered, err := readCandidates(ctx, client, f.prefix)
+	if err != nil {
+		return fmt.Errorf("cannot read the candidates of %s from Consul at %s: %w", f.key(), f.consulAddress(), err)
+	}
+	state := withCandidates(leader, registered)
+	if asJSON {
+		return json.NewEncoder(env.stdout).Encode(state)
+	}
+	if err := printState(env.stdout, leader, f.key(), false); err != nil {
+		return err
+	}
+	return printCandidates(env.stdout, state)
 }
 
 const watchSynopsis = "consul-elect watch --resource NAME [flags] [--json]"
@@ -139,7 +232,7 @@ func watchCommand(env *cli, args []string) error {
 	var asJSON bool
 	fs := newFlagSet("watch")
 	f.register(fs)
-	fs.BoolVar(&asJSON, "json", false, "print one JSON object per change (of the leader or its metadata), with the keys of status --json")
+	fs.BoolVar(&asJSON, "json", false, "print one JSON object per change (of the leader or its metadata), with the keys of status --json but candidates")
 	if err := f.parse(env, fs, watchSynopsis, args); err != nil {
 		return err
 	}

@@ -158,3 +158,16 @@ type Leading struct {
 	Resource string
 	Leading  bool
 }
+
+// Share is sent by the root to every lock, with Options.Balance, when this
+// candidate reaches its fair share of the resources (Full) or falls below
+// it: a full candidate leaves free keys to the others for a while.
+type Share struct {
+	Full bool
+}
+
+// HandOver is sent by the root to lock[resource], with Options.Balance, to
+// hand its term over to candidate To, below its share (a switchover).
+type HandOver struct {
+	To string
+}

@@ -1,0 +1,86 @@
+package actors
+
+import (
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/excalibur/consul-elect/internal/protocol"
+	"github.com/excalibur/consul-elect/messages"
+	"go.uber.org/zap"
+)
+
+// Balance (Options.Balance): every engine counts, from the keys its watcher
+// sees, how many of its resources each candidate leads, and from the
+// registry how many live, healthy candidates campaign for them. With K
+// resources and P candidates its fair share is ⌈K/P⌉:
+//   - at its share, it is full: its locks leave free keys to the others for
+//     balanceHoldBack before taking them (the fair share fills first);
+//   - above its share plus BalanceSlack, it hands the excess over, a few at a
+//     time, to candidates below their share (a switchover each: drain, then
+//     release, so terms never overlap).
+//
+// The slack and the hold-back are the hysteresis: leadership moves only
+// when a candidate holds more than a resource above its share.
+const (
+	balanceEvery     = time.Second
+	balanceHoldBack  = time.Second
+	maxHandOversEach = 64 // hand-overs started per balanceEvery
+)
+
+// balance takes one step towards fair shares.
+func (r *electionRoot) balance(c actor.Context) {
+	if r.stopping || len(r.locks) == 0 || !r.appHealth.Healthy {
+		return
+	}
+	peers := map[string]messages.Candidate{} // live, healthy, campaigning for some of our resources
+	for _, cand := range r.candidates {
+		if cand.ID != r.eng.opts.CandidateID && cand.Healthy && slices.ContainsFunc(cand.Resources, func(res string) bool { return r.locks[res] != nil }) {
+			peers[cand.ID] = cand
+		}
+	}
+	share := (len(r.locks) + len(peers)) / (len(peers) + 1) // ⌈K/P⌉
+	if full := len(r.leading) >= share; full != r.full {
+		r.full = full
+		for _, pid := range r.locks {
+			c.Send(pid, &protocol.Share{Full: full})
+		}
+	}
+	excess := len(r.leading) - share - BalanceSlack
+	if excess <= 0 {
+		return
+	}
+	// How far below its share each peer is, counted over our resources.
+	deficit := map[string]int{}
+	for id := range peers {
+		deficit[id] = share
+	}
+	for resource := range r.locks {
+		if holder := r.entries[resource].HolderID; r.entries[resource].Session != "" {
+			deficit[holder]--
+		}
+	}
+	handed := 0
+	for _, resource := range slices.Sorted(maps.Keys(r.leading)) {
+		if handed == min(excess, maxHandOversEach) {
+			break
+		}
+		to := ""
+		for id, short := range deficit {
+			if short > 0 && slices.Contains(peers[id].Resources, resource) && (to == "" || short > deficit[to] || short == deficit[to] && id < to) {
+				to = id
+			}
+		}
+		if to == "" {
+			continue
+		}
+		deficit[to]--
+		handed++
+		c.Send(r.locks[resource], &protocol.HandOver{To: to})
+	}
+	if handed > 0 {
+		r.eng.logger.Info("handing leaderships over for fair shares", zap.Int("leading", len(r.leading)),
+			zap.Int("share", share), zap.Int("handing_over", handed))
+	}
+}

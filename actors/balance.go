@@ -7,7 +7,6 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/excalibur/consul-elect/internal/protocol"
-	"github.com/excalibur/consul-elect/messages"
 	"go.uber.org/zap"
 )
 
@@ -34,10 +33,17 @@ func (r *electionRoot) balance(c actor.Context) {
 	if r.stopping || len(r.locks) == 0 || !r.appHealth.Healthy {
 		return
 	}
-	peers := map[string]messages.Candidate{} // live, healthy, campaigning for some of our resources
-	for _, cand := range r.candidates {
-		if cand.ID != r.eng.opts.CandidateID && cand.Healthy && slices.ContainsFunc(cand.Resources, func(res string) bool { return r.locks[res] != nil }) {
-			peers[cand.ID] = cand
+	// peers are the live, healthy candidates campaigning for some of our
+	// resources, with the set of those they campaign for.
+	peers := map[string]map[string]bool{}
+	for resource := range r.locks {
+		for _, cand := range r.candidatesOf[resource] {
+			if cand.ID != r.eng.opts.CandidateID && cand.Healthy {
+				if peers[cand.ID] == nil {
+					peers[cand.ID] = map[string]bool{}
+				}
+				peers[cand.ID][resource] = true
+			}
 		}
 	}
 	share := (len(r.locks) + len(peers)) / (len(peers) + 1) // ⌈K/P⌉
@@ -68,7 +74,7 @@ func (r *electionRoot) balance(c actor.Context) {
 		}
 		to := ""
 		for id, short := range deficit {
-			if short > 0 && slices.Contains(peers[id].Resources, resource) && (to == "" || short > deficit[to] || short == deficit[to] && id < to) {
+			if short > 0 && peers[id][resource] && (to == "" || short > deficit[to] || short == deficit[to] && id < to) {
 				to = id
 			}
 		}

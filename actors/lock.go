@@ -198,7 +198,7 @@ func (l *lockActor) Receive(c actor.Context) {
 		}
 		l.consider(c)
 	case *protocol.CandidatesChanged:
-		l.candidates = candidatesFor(m.Candidates, l.resource)
+		l.candidates = m.Candidates // those campaigning for this resource
 		l.preempt(c)
 		l.consider(c)
 	case *protocol.Share:

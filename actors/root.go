@@ -24,10 +24,13 @@ type electionRoot struct {
 	session, renewal, keys, health, registry, service *actor.PID
 	locks                                             map[string]*actor.PID
 
-	appHealth  messages.SetHealth // the application's, as it last said
-	candidates []messages.Candidate
-	leading    map[string]bool // resources this candidate leads
-	full       bool            // with Balance: at its fair share, as the locks were last told
+	appHealth    messages.SetHealth              // the application's, as it last said
+	candidatesOf map[string][]messages.Candidate // live ones, by resource
+	// campaignsChanged: the registry is to be told of the campaigns.
+	campaignsChanged bool
+	leading          map[string]bool // resources this candidate leads
+	pool             *pool           // the locks' dispatcher
+	full             bool            // with Balance: at its fair share, as the locks were last told
 
 	current   protocol.SessionReady // ID "" while there is no session
 	entries   map[string]protocol.KeyEntry
@@ -40,6 +43,7 @@ type electionRoot struct {
 
 type (
 	balanceTick       struct{}
+	campaignsChanged  struct{}
 	stopTimedOut      struct{}
 	switchoverWritten struct {
 		resource string
@@ -70,10 +74,13 @@ func (r *electionRoot) Receive(c actor.Context) {
 		for _, pid := range r.locks {
 			c.Send(pid, m)
 		}
+	case *campaignsChanged:
+		r.campaignsChanged = false
+		c.Send(r.registry, &protocol.Campaigning{Resources: slices.Sorted(maps.Keys(r.locks))})
 	case *protocol.CandidatesChanged:
-		r.candidates = m.Candidates
-		for _, pid := range r.locks {
-			c.Send(pid, m)
+		r.candidatesOf = indexCandidates(m.Candidates)
+		for resource, pid := range r.locks {
+			c.Send(pid, &protocol.CandidatesChanged{Candidates: r.candidatesOf[resource]})
 		}
 	case *protocol.Leading:
 		if m.Leading {
@@ -104,7 +111,7 @@ func (r *electionRoot) Receive(c actor.Context) {
 			return
 		}
 		c.Respond(&messages.State{Resource: m.Resource, Leader: leaderOf(m.Resource, r.entries[m.Resource]),
-			Candidates: candidatesFor(r.candidates, m.Resource)})
+			Candidates: r.candidatesOf[m.Resource]})
 	case *protocol.ChildStarted:
 		r.childStarted(c, m)
 	case *protocol.SessionReady:
@@ -149,9 +156,11 @@ func (r *electionRoot) Receive(c actor.Context) {
 	case *actor.Restarting:
 		r.calls.stop()
 		r.eng.bus.close()
+		r.pool.close()
 	case *actor.Stopped:
 		r.calls.stop()
 		r.eng.bus.close()
+		r.pool.close()
 		r.eng.closeBackend()
 	}
 }
@@ -162,6 +171,7 @@ func (r *electionRoot) start(c actor.Context) {
 	r.eng = &eng
 	r.calls = newCalls(c)
 	r.locks, r.entries, r.leading = map[string]*actor.PID{}, map[string]protocol.KeyEntry{}, map[string]bool{}
+	r.pool = newPool()
 	r.appHealth = messages.SetHealth{Healthy: true}
 	// Each producer returns a fresh instance: a restarted child starts clean
 	// and asks for the current state with ChildStarted.
@@ -222,7 +232,8 @@ func (r *electionRoot) campaign(c actor.Context, m *messages.Campaign) {
 	}
 	// A prefix, not a name: a withdrawn lock may still be stopping when the
 	// resource is campaigned for again.
-	props := actor.PropsFromProducer(producer, actor.WithSupervisor(newRestartStrategy(r.eng.logger, true)))
+	props := actor.PropsFromProducer(producer, actor.WithSupervisor(newRestartStrategy(r.eng.logger, true)),
+		actor.WithDispatcher(r.pool))
 	r.locks[resource] = c.SpawnPrefix(props, "lock-"+resource+"-")
 	r.campaigning(c)
 }
@@ -240,7 +251,7 @@ func (r *electionRoot) childStarted(c actor.Context, m *protocol.ChildStarted) {
 		c.Send(child, &health)
 	}
 	if m.Resource != "" {
-		c.Send(child, &protocol.CandidatesChanged{Candidates: r.candidates})
+		c.Send(child, &protocol.CandidatesChanged{Candidates: r.candidatesOf[m.Resource]})
 		c.Send(child, &protocol.Share{Full: r.full})
 	}
 	if child.Equal(r.registry) {
@@ -372,20 +383,26 @@ func leaderOf(resource string, e protocol.KeyEntry) messages.LeaderChanged {
 		FencingToken: e.ModifyIndex, Since: e.Since}
 }
 
-// campaigning tells the registry what this candidate campaigns for.
+// campaigning has the registry told what this candidate campaigns for, once
+// the messages already in the mailbox are handled: a thousand campaigns in a
+// row are one list, not a thousand.
 func (r *electionRoot) campaigning(c actor.Context) {
-	c.Send(r.registry, &protocol.Campaigning{Resources: slices.Sorted(maps.Keys(r.locks))})
+	if !r.campaignsChanged {
+		r.campaignsChanged = true
+		c.Send(c.Self(), &campaignsChanged{})
+	}
 }
 
-// candidatesFor are the candidates campaigning for resource.
-func candidatesFor(all []messages.Candidate, resource string) []messages.Candidate {
-	var for_ []messages.Candidate
+// indexCandidates maps each resource to the candidates campaigning for it,
+// in the registry's order (highest priority first).
+func indexCandidates(all []messages.Candidate) map[string][]messages.Candidate {
+	of := map[string][]messages.Candidate{}
 	for _, c := range all {
-		if slices.Contains(c.Resources, resource) {
-			for_ = append(for_, c)
+		for _, resource := range c.Resources {
+			of[resource] = append(of[resource], c)
 		}
 	}
-	return for_
+	return of
 }
 
 // switchover writes a switchover request into the resource's key, off the
@@ -412,5 +429,5 @@ func (r *electionRoot) switchoverWritten(c actor.Context, m *switchoverWritten) 
 		return
 	}
 	c.Send(m.replyTo, &messages.State{Resource: m.resource, Leader: leaderOf(m.resource, r.entries[m.resource]),
-		Candidates: candidatesFor(r.candidates, m.resource)})
+		Candidates: r.candidatesOf[m.resource]})
 }

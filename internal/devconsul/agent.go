@@ -156,7 +156,7 @@ func newAgent(bin string, cfg Config, m *member) (*Agent, error) {
 		// No keep-alives: idle connections would leave goroutines behind
 		// after Stop, and goleak-checked tests must end clean.
 		http: &http.Client{
-			Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true},
+			Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true, ExpectContinueTimeout: time.Second},
 		},
 	}
 	if a.nodeName == "" {
@@ -572,6 +572,12 @@ func (a *Agent) send(ctx context.Context, method, path string, body []byte) (sta
 	if a.ManagementToken != "" {
 		req.Header.Set("X-Consul-Token", a.ManagementToken)
 	}
+	if len(body) > largeBody {
+		// Consul refuses a body over its limits from the Content-Length,
+		// before reading it; without waiting for its answer the client
+		// could be writing into a closed connection instead of reading 413.
+		req.Header.Set("Expect", "100-continue")
+	}
 	resp, err := a.http.Do(req)
 	if err != nil {
 		return 0, nil, err
@@ -580,6 +586,9 @@ func (a *Agent) send(ctx context.Context, method, path string, body []byte) (sta
 	data, err = io.ReadAll(resp.Body)
 	return resp.StatusCode, data, err
 }
+
+// largeBody is the size from which a request waits for Consul's go-ahead.
+const largeBody = 64 << 10
 
 // statusError describes a response that was not 200 OK.
 func statusError(method, path string, status int, data []byte) error {

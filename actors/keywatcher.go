@@ -25,6 +25,10 @@ import (
 // invalidated session can be locked again.
 type keyWatcher struct {
 	*engine
+	// shard is the start of the resource names this watcher lists ("": all
+	// of <KeyPrefix>/), one of shards; see shardPrefixes.
+	shard      string
+	shards     int
 	calls      *calls
 	index      uint64
 	entries    map[string]consul.Entry
@@ -86,7 +90,7 @@ func (w *keyWatcher) Receive(c actor.Context) {
 	case *ourSessionChecked:
 		if w.pending != nil {
 			w.pending.SessionGone = m.gone
-			c.Send(c.Parent(), w.pending)
+			c.Request(c.Parent(), w.pending)
 			w.pending = nil
 		}
 		w.list()
@@ -101,17 +105,18 @@ func (w *keyWatcher) Receive(c actor.Context) {
 	}
 }
 
-// settleAbove is the listing size from which the watcher waits, after a
-// change, as long as its last read took before reading again: every change
-// returns the whole prefix, and while thousands of keys are being acquired
-// back to back, reading it after each transaction would cost more than the
-// acquiring itself. Smaller prefixes are read again at once.
+// settleAbove is the size of the whole watch (every shard's listing
+// together) from which a watcher waits, after a change, as long as reading
+// the whole watch takes before reading again: every change returns the
+// whole listing, and while thousands of keys are being acquired back to
+// back (in every shard at once), reading after each transaction would cost
+// more than the acquiring itself. Smaller watches are read again at once.
 const settleAbove = 1000
 
-// next starts the next blocking query, after a pause for a large prefix.
+// next starts the next blocking query, after a pause for a large watch.
 func (w *keyWatcher) next(m *listed) {
-	if len(m.entries) > settleAbove {
-		w.calls.after(min(m.took, time.Second), &relist{})
+	if len(m.entries)*w.shards > settleAbove {
+		w.calls.after(min(m.took*time.Duration(w.shards), time.Second), &relist{})
 		return
 	}
 	w.list()
@@ -123,7 +128,7 @@ func (w *keyWatcher) list() {
 		ctx, cancel := context.WithTimeout(ctx, blockingTimeout(watchWait))
 		defer cancel()
 		start := time.Now()
-		entries, next, err := w.backend.ListPrefix(ctx, w.prefix+"/", index, watchWait)
+		entries, next, err := w.backend.ListPrefix(ctx, w.prefix+"/"+w.shard, index, watchWait)
 		return &listed{entries: entries, index: next, took: time.Since(start), err: err}
 	})
 }
@@ -136,7 +141,7 @@ func (w *keyWatcher) listed(c actor.Context, m *listed) {
 		w.consulError("watch keys", m.err)
 		wait := w.retry.next()
 		if w.retry.failures() == 1 {
-			w.publish(messages.ElectionError{Op: "watch " + w.prefix + "/", Err: m.err, At: time.Now()})
+			w.publish(messages.ElectionError{Op: "watch " + w.prefix + "/" + w.shard, Err: m.err, At: time.Now()})
 		}
 		w.logger.Warn("watching the lock keys failed; retrying", zap.Error(m.err), zap.Duration("in", wait))
 		w.calls.after(wait, &relist{})
@@ -156,7 +161,7 @@ func (w *keyWatcher) listed(c actor.Context, m *listed) {
 	}
 	msg := &protocol.KeysChanged{Entries: changed}
 	if !lostOurs {
-		c.Send(c.Parent(), msg)
+		c.Request(c.Parent(), msg)
 		w.next(m)
 		return
 	}
@@ -261,7 +266,7 @@ func (w *keyWatcher) expect(c actor.Context, m *protocol.Holding) {
 		entry = w.decode(e)
 		entry.Observed = w.index
 	}
-	c.Send(c.Parent(), &protocol.KeysChanged{Entries: []protocol.KeyEntry{entry}})
+	c.Request(c.Parent(), &protocol.KeysChanged{Entries: []protocol.KeyEntry{entry}})
 }
 
 // decode turns a Consul entry into a KeyEntry, asking for the holder

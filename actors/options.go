@@ -23,10 +23,11 @@ const (
 	// PreemptAfter is how long a term lasts, at least, before Preempt hands
 	// it over: a candidate that has just taken over is not moved at once.
 	PreemptAfter = 5 * time.Second
-	// DefaultMaxConnections leaves room for the blocking queries (the key
-	// watch, the registry watch, a health watch) and for renewals, acquires
-	// and releases beside them.
-	DefaultMaxConnections = 8
+	// DefaultMaxConnections leaves room for the blocking queries (a key
+	// watch per shard, the registry watch, a health watch) and for
+	// renewals, acquires and releases beside them; four processes on one
+	// host stay far below the agent's 200 connections per client IP.
+	DefaultMaxConnections = 16
 	// BalanceSlack is how many resources above its fair share a candidate
 	// with Balance leads before it hands one over: a little room, so that
 	// leadership does not flap as candidates come and go.
@@ -119,7 +120,9 @@ type Options struct {
 	// MaxConnections bounds the requests this engine has in flight to its
 	// agent at once, blocking queries included (Consul's
 	// http_max_conns_per_client, 200 by default, counts every process on a
-	// host together). Between 2 and 64; DefaultOptions sets 8.
+	// host together). The key watch is split into shards (each one blocking
+	// query) within MaxConnections − 4. Between 2 and 64; DefaultOptions
+	// sets 16.
 	MaxConnections int
 
 	// Service, with a Name, routes clients to the leader through Consul: the

@@ -21,8 +21,12 @@ type electionRoot struct {
 	base engine
 	eng  *engine
 
-	session, renewal, keys, health, registry, service *actor.PID
-	locks                                             map[string]*actor.PID
+	session, renewal, health, registry, service *actor.PID
+	// watchers are the key watchers, one per shard of the key prefix.
+	watchers []*actor.PID
+	shards   []string
+	answered map[string]bool // watchers (by id) that have answered once
+	locks    map[string]*actor.PID
 
 	appHealth    messages.SetHealth              // the application's, as it last said
 	candidatesOf map[string][]messages.Candidate // live ones, by resource
@@ -141,9 +145,9 @@ func (r *electionRoot) Receive(c actor.Context) {
 	case *protocol.KeysChanged:
 		r.keysChanged(c, m)
 	case *protocol.Holding:
-		c.Send(r.keys, m)
+		c.Send(r.watcherOf(m.Key), m)
 	case *protocol.Releasing:
-		c.Send(r.keys, m)
+		c.Send(r.watcherOf(m.Key), m)
 	case *messages.Stop:
 		r.stop(c)
 	case *protocol.Released:
@@ -177,7 +181,7 @@ func (r *electionRoot) start(c actor.Context) {
 	// and asks for the current state with ChildStarted.
 	r.session = r.spawnChild(c, "session", func() actor.Actor { return &sessionActor{engine: r.eng} })
 	r.renewal = r.spawnChild(c, "renewal", func() actor.Actor { return &renewalActor{engine: r.eng} })
-	r.keys = r.spawnChild(c, "keys", func() actor.Actor { return &keyWatcher{engine: r.eng} })
+	r.watch(c, shardPrefixes(r.eng.opts.Resources, max(1, r.eng.opts.MaxConnections-longPollsBeside)))
 	r.registry = r.spawnChild(c, "registry", func() actor.Actor { return &registryActor{engine: r.eng} })
 	if r.eng.opts.Service.Name != "" {
 		r.service = r.spawnChild(c, "service", func() actor.Actor { return &serviceActor{engine: r.eng} })
@@ -221,6 +225,9 @@ func (r *electionRoot) campaign(c actor.Context, m *messages.Campaign) {
 	if pid, ok := r.locks[m.Resource]; ok {
 		c.Send(pid, m) // it may bring a Worker
 		return
+	}
+	if shardOf(r.shards, m.Resource) < 0 {
+		r.watch(c, []string{""})
 	}
 	metadata := m.Metadata
 	if metadata == nil {
@@ -286,7 +293,7 @@ func (r *electionRoot) toSessionUsers(c actor.Context, m any) {
 	if _, gone := m.(*protocol.SessionGone); gone {
 		toLocks()
 	}
-	for _, pid := range []*actor.PID{r.renewal, r.keys, r.health, r.registry} {
+	for _, pid := range append([]*actor.PID{r.renewal, r.health, r.registry}, r.watchers...) {
 		if pid != nil {
 			c.Send(pid, m)
 		}
@@ -311,6 +318,10 @@ func (r *electionRoot) sessionGone(c actor.Context, m *protocol.SessionGone) {
 }
 
 func (r *electionRoot) keysChanged(c actor.Context, m *protocol.KeysChanged) {
+	from := c.Sender()
+	if from == nil || !slices.ContainsFunc(r.watchers, from.Equal) {
+		return // a watcher of shards given up
+	}
 	if gone := m.SessionGone; gone != nil && gone.ID == r.current.ID && gone.ID != "" {
 		r.sessionGone(c, gone)
 	}
@@ -326,11 +337,44 @@ func (r *electionRoot) keysChanged(c actor.Context, m *protocol.KeysChanged) {
 		}
 	}
 	if !r.synced {
+		r.answered[from.Id] = true
+		if len(r.answered) < len(r.watchers) {
+			return // the locks learn of their keys once every shard is known
+		}
 		r.synced = true
 		for resource, pid := range r.locks {
 			c.Send(pid, &protocol.KeyState{Resource: resource, Entry: r.entryOf(resource)})
 		}
 	}
+}
+
+// watch starts a key watcher for each shard, in place of any before: when a
+// campaign comes for a resource no shard covers, the root watches the whole
+// prefix again. The locks keep what they know meanwhile.
+func (r *electionRoot) watch(c actor.Context, shards []string) {
+	for _, pid := range r.watchers {
+		c.Stop(pid)
+	}
+	r.shards, r.watchers, r.answered = shards, nil, map[string]bool{}
+	for _, shard := range shards {
+		r.watchers = append(r.watchers, c.SpawnPrefix(actor.PropsFromProducer(func() actor.Actor {
+			return &keyWatcher{engine: r.eng, shard: shard, shards: len(shards)}
+		}), "keys-"))
+	}
+	if len(shards) > 1 {
+		r.eng.logger.Info("the key watch is sharded", zap.Strings("shards", shards))
+	}
+	if r.current.ID != "" {
+		ready := r.current
+		for _, pid := range r.watchers {
+			c.Send(pid, &ready)
+		}
+	}
+}
+
+// watcherOf is the watcher of key's shard.
+func (r *electionRoot) watcherOf(key string) *actor.PID {
+	return r.watchers[max(shardOf(r.shards, resourceOf(r.eng.prefix, key)), 0)]
 }
 
 // stop: every lock releases its key, then the session is destroyed, then the

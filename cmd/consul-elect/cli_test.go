@@ -44,6 +44,15 @@ func TestBadCommandLinesExitWithCode2NamingTheProblem(t *testing.T) {
 		{[]string{"run", "--resource", "r", "--ttl", "500ms", "--lock-delay", "-1s", "--prefix", "/p", "--", "true"},
 			[]string{"--ttl is 500ms", "--lock-delay is -1s", "--prefix"}},
 		{[]string{"run", "--resource", "r", "--metrics-addr", "9100", "--", "true"}, []string{"--metrics-addr"}},
+		{[]string{"run", "--resource", "r", "--service-port", "80", "--service-address", "10.0.0.1", "--", "true"},
+			[]string{"--service-port is set without --service", "--service-address is set without --service"}},
+		{[]string{"run", "--resource", "r", "--service", "web app", "--service-port", "70000", "--", "true"},
+			[]string{`--service "web app" must have no spaces`, "--service-port is 70000"}},
+		{[]string{"run", "--resource", "r", "--priority", "high", "--", "true"}, []string{"--priority"}},
+		{[]string{"list", "--resource", "r"}, []string{"--resource"}},
+		{[]string{"list", "--prefix", "/abs"}, []string{"--prefix"}},
+		{[]string{"switchover"}, []string{"--resource is required"}},
+		{[]string{"switchover", "--resource", "r", "--timeout", "0s"}, []string{"--timeout is 0s"}},
 		{[]string{"run", "--resource", "r", "--no-such-flag", "--", "true"}, []string{"--no-such-flag"}},
 		{[]string{"status", "--resource", "a/b"}, []string{"--resource", `'/'`}},
 		{[]string{"status", "--resource", "r", "--prefix", "/abs"}, []string{"--prefix"}},
@@ -80,6 +89,8 @@ func TestUnreachableConsulIsARuntimeError(t *testing.T) {
 		{"status", "--address", unused, "--resource", "r"},
 		{"watch", "--address", unused, "--resource", "r"},
 		{"release", "--address", unused, "--resource", "r", "--yes"},
+		{"list", "--address", unused},
+		{"switchover", "--address", unused, "--resource", "r", "--yes"},
 	} {
 		code, _, stderr := consulElect(t, "", args...)
 		if code != exitRuntime || !strings.Contains(stderr, unused) || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
@@ -89,7 +100,7 @@ func TestUnreachableConsulIsARuntimeError(t *testing.T) {
 }
 
 func TestHelpAndVersion(t *testing.T) {
-	for _, command := range []string{"run", "status", "watch", "release", "demo", "version"} {
+	for _, command := range []string{"run", "status", "list", "watch", "switchover", "release", "demo", "version"} {
 		code, stdout, stderr := consulElect(t, "", command, "--help")
 		if code != 0 || !strings.Contains(stdout, "Usage: consul-elect "+command) {
 			t.Errorf("%s --help: exit %d, stdout %q, stderr %q", command, code, stdout, stderr)
@@ -98,7 +109,8 @@ func TestHelpAndVersion(t *testing.T) {
 	_, help, _ := consulElect(t, "", "run", "--help")
 	for _, flag := range []string{"--address", "--token", "--token-file", "--datacenter", "--prefix", "--resource",
 		"--log-level", "--log-format", "--id", "--ttl", "--lock-delay", "--health-check", "--kill-grace", "--fast-failover",
-		"--fast-failover-ttl", "--timeout", "--metrics-addr"} {
+		"--fast-failover-ttl", "--timeout", "--metrics-addr", "--priority", "--preempt", "--service", "--service-port",
+		"--service-address"} {
 		if !strings.Contains(help, "  "+flag+" ") && !strings.Contains(help, "  "+flag+"\n") {
 			t.Errorf("run --help does not list %s:\n%s", flag, help)
 		}
@@ -111,6 +123,10 @@ func TestHelpAndVersion(t *testing.T) {
 	_, statusHelp, _ := consulElect(t, "", "status", "--help")
 	if !strings.Contains(statusHelp, "metadata") || !strings.Contains(statusHelp, "{} when there is none") {
 		t.Errorf("status --help does not document the metadata key:\n%s", statusHelp)
+	}
+	_, releaseHelp, _ := consulElect(t, "", "release", "--help")
+	if !strings.Contains(releaseHelp, "may still run") || !strings.Contains(releaseHelp, "consul-elect switchover") {
+		t.Errorf("release --help does not say what it risks and what to use instead:\n%s", releaseHelp)
 	}
 	code, stdout, _ := consulElect(t, "", "version")
 	if code != 0 || !strings.HasPrefix(stdout, "consul-elect ") {

@@ -131,11 +131,22 @@ var (
 		"ConsulAddress":   "--address",
 		"TokenFile":       "--token-file",
 		"Token":           "--token",
+		"Service.Name":    "--service",
+		"Service.Port":    "--service-port",
+		"Service":         "--service",
 		// Validate's hint for Go callers; the flags' defaults are theirs.
 		"DefaultOptions sets": "default",
 	}
-	optionNames = regexp.MustCompile(`\b(` + strings.Join(byLengthDown(optionFlags), "|") + `)\b`)
+	optionNames = regexp.MustCompile(`\b(` + strings.Join(quoted(byLengthDown(optionFlags)), "|") + `)\b`)
 )
+
+// quoted is names, each quoted for a regular expression.
+func quoted(names []string) []string {
+	for i, name := range names {
+		names[i] = regexp.QuoteMeta(name)
+	}
+	return names
+}
 
 func byLengthDown(m map[string]string) []string {
 	names := slices.Collect(maps.Keys(m))

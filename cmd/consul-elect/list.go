@@ -67,7 +67,8 @@ func listCommand(env *cli, args []string) error {
 // resourcesOf is every resource of prefix, sorted by name: those with a
 // consul-elect lock key among keys (the entries under <prefix>/), held or
 // not, and those that live candidates campaign for. Keys under the prefix
-// that are not lock keys (deeper paths, other flags, unheld) are left out.
+// that are not lock keys (deeper paths, other applications' flags) are left
+// out.
 func resourcesOf(prefix string, keys, registered []consul.Entry) ([]resourceState, error) {
 	leaders := map[string]leaderState{}
 	for _, e := range keys {

@@ -57,8 +57,9 @@
 // run while another candidate's starts.
 //
 // Exit codes: 0 success, 1 a runtime error (Consul unreachable, a denied
-// token, --timeout passed), 2 a usage error (bad flags); `run` exits with its
-// command's code when the command ends on its own.
+// token, --timeout passed, a switchover refused), 2 a usage error (bad
+// flags); `run` exits with its command's code when the command ends on its
+// own.
 package main
 
 import (
@@ -183,7 +184,7 @@ Usage:
 Commands:
 `)
 	for _, c := range commands {
-		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-11s %s\n", c.name, c.summary)
 	}
 	fmt.Fprint(w, `
 Run 'consul-elect COMMAND --help' for a command's flags.

@@ -84,6 +84,7 @@ type record struct {
 	Session      string
 	Key          string
 	FencingToken string
+	At           time.Time // when the record was written
 }
 
 // commandMain is the leader's command. It proves that no two commands' trees
@@ -138,6 +139,7 @@ var recordsMu sync.Mutex // records of one process; O_APPEND orders processes
 func writeRecord(dir string, r record) {
 	recordsMu.Lock()
 	defer recordsMu.Unlock()
+	r.At = time.Now()
 	line, _ := json.Marshal(r)
 	f, err := os.OpenFile(filepath.Join(dir, "records"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 // runMetrics are what `run --metrics-addr` serves: the engine's (package
 // metrics, the engine's Observer) and the command's.
 type runMetrics struct {
+	resource       string
 	registry       *prometheus.Registry
 	engine         *metrics.Metrics
 	commandRunning prometheus.Gauge
@@ -32,6 +33,7 @@ func newRunMetrics(resource string, timing actors.Timing) (*runMetrics, error) {
 	}
 	labels := prometheus.Labels{"resource": resource}
 	m := &runMetrics{
+		resource: resource,
 		registry: registry,
 		engine:   engine,
 		commandRunning: prometheus.NewGauge(prometheus.GaugeOpts{Name: "consul_elect_command_running",
@@ -50,8 +52,9 @@ func newRunMetrics(resource string, timing actors.Timing) (*runMetrics, error) {
 	return m, nil
 }
 
-// serve serves /metrics and /healthz (200 while session renewals succeed) on
-// addr until the returned function is called.
+// serve serves /metrics, /healthz (200 while session renewals succeed) and
+// /leader (200 while this candidate leads the resource) on addr until the
+// returned function is called.
 func (m *runMetrics) serve(addr string, logger *zap.Logger) (stop func(), err error) {
 	listener, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -60,6 +63,7 @@ func (m *runMetrics) serve(addr string, logger *zap.Logger) (stop func(), err er
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{}))
 	mux.Handle("/healthz", m.engine.Healthz())
+	mux.Handle("/leader", m.engine.Leader(m.resource))
 	server := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	done := make(chan struct{})
 	go func() {
@@ -68,7 +72,7 @@ func (m *runMetrics) serve(addr string, logger *zap.Logger) (stop func(), err er
 			logger.Error("serving metrics failed", zap.Error(err))
 		}
 	}()
-	logger.Info("serving /metrics and /healthz", zap.String("addr", listener.Addr().String()))
+	logger.Info("serving /metrics, /healthz and /leader", zap.String("addr", listener.Addr().String()))
 	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -167,7 +168,7 @@ func (f *runFlags) options() (actors.Options, choices) {
 	}
 	// A planned end of a term waits for the command, which has the kill
 	// grace to exit.
-	opts.DrainTimeout = opts.SelfFenceMargin + drainSlack
+	opts.DrainTimeout = max(opts.SelfFenceMargin, 0) + drainSlack
 	return opts, chosen
 }
 
@@ -340,10 +341,7 @@ func (r *runner) run(signals context.Context) error {
 		r.watchEvents(events, fail)
 	}()
 
-	err := r.election.Campaign(r.flags.resource, nil)
-	if err == nil {
-		err = r.lead(ctx)
-	}
+	err := r.lead(ctx)
 
 	r.logger.Info("releasing the lock and destroying the session")
 	stopCtx, cancel := context.WithTimeout(context.Background(), stopTimeout)
@@ -355,47 +353,66 @@ func (r *runner) run(signals context.Context) error {
 	return err
 }
 
-// lead waits for each term of leadership and runs the command during it.
+// lead campaigns and runs the command in each term of leadership, through
+// Election.Run: a planned end of a term (a switchover, a preemption, ctx
+// done) releases the lock only once the command has stopped; a lost term
+// stops it at once. Until the first command starts, --timeout bounds the
+// wait.
 func (r *runner) lead(ctx context.Context) error {
-	// Until the first command starts, --timeout bounds the wait.
-	await, giveUp := ctx, context.CancelFunc(func() {})
-	if r.flags.timeout > 0 {
-		await, giveUp = context.WithTimeout(ctx, r.flags.timeout)
-	}
+	campaign, giveUp := context.WithCancel(ctx)
 	defer giveUp()
-	for {
-		if ctx.Err() != nil {
-			return r.stopped(ctx, ctx.Err()) // AwaitLeadership would still hand out a leadership
+	var (
+		mu            sync.Mutex
+		led, timedOut bool
+	)
+	if r.flags.timeout > 0 {
+		timer := time.AfterFunc(r.flags.timeout, func() {
+			mu.Lock()
+			defer mu.Unlock()
+			if !led {
+				timedOut = true
+				giveUp()
+			}
+		})
+		defer timer.Stop()
+	}
+	err := r.election.Run(campaign, r.flags.resource, func(term context.Context, lead *consulelect.Leadership) error {
+		mu.Lock()
+		start := !timedOut && term.Err() == nil
+		led = led || start
+		mu.Unlock()
+		if !start {
+			return nil // lost before we could start, or too late
 		}
-		lead, err := r.election.AwaitLeadership(await, r.flags.resource)
-		if err != nil && ctx.Err() == nil && await.Err() != nil {
-			return fmt.Errorf("did not become leader of %s within %s", r.flags.resource, r.flags.timeout)
-		}
-		if err != nil {
-			return r.stopped(ctx, err)
-		}
-		if lead.Context.Err() != nil {
-			continue // lost before we could start
-		}
-		child, err := r.startCommand(lead)
-		if err != nil {
-			return err
-		}
-		giveUp()
-		await = ctx
-		select {
-		case <-lead.Context.Done():
-			r.logger.Warn("leadership lost; stopping the command", zap.Uint64("fencing_token", lead.FencingToken))
-			r.stopCommand(child, lead)
-		case <-ctx.Done():
-			r.logger.Info("stopping the command before releasing the lock")
-			r.stopCommand(child, lead)
-			return r.stopped(ctx, ctx.Err())
-		case <-child.done:
-			r.metrics.commandRunning.Set(0)
-			r.logger.Info("the command exited; releasing the lock", zap.Int("exit_code", child.exitCode))
-			return &exitCodeError{code: child.exitCode}
-		}
+		return r.term(term, lead)
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if timedOut && ctx.Err() == nil {
+		return fmt.Errorf("did not become leader of %s within %s", r.flags.resource, r.flags.timeout)
+	}
+	return r.stopped(ctx, err)
+}
+
+// term runs the command during one term: until the term ends (then it stops
+// the command and returns nil) or the command exits on its own (then it
+// returns the command's exit code as an exitCodeError, and Run releases).
+func (r *runner) term(ctx context.Context, lead *consulelect.Leadership) error {
+	child, err := r.startCommand(lead)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+		lost, _ := lead.Lost()
+		r.logger.Info("the term ended; stopping the command", zap.String("reason", string(lost.Reason)),
+			zap.Uint64("fencing_token", lead.FencingToken))
+		r.stopCommand(child, lead)
+		return nil
+	case <-child.done:
+		r.metrics.commandRunning.Set(0)
+		r.logger.Info("the command exited; releasing the lock", zap.Int("exit_code", child.exitCode))
+		return &exitCodeError{code: child.exitCode}
 	}
 }
 

@@ -122,7 +122,7 @@ func TestStopSignalsStopTheCommandAndHandOverAtOnce(t *testing.T) {
 			if code != 0 {
 				t.Fatalf("status: exit %d: %s", code, stderr)
 			}
-			state := decodeState(t, stdout)
+			state := decodeStatus(t, stdout)
 			if state.LeaderID != standby || state.Session != next.Session || strconv.FormatUint(state.FencingToken, 10) != next.FencingToken {
 				t.Fatalf("status says %+v; the leader's command has %+v", state, next)
 			}

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -21,36 +22,98 @@ import (
 	"github.com/excalibur/consul-elect/internal/devconsul"
 )
 
-// stateKeys are the keys of status --json and watch --json, a public contract.
+// stateKeys are the keys of watch --json, and with candidateKey those of
+// status --json and of each object of list --json: a public contract.
 var stateKeys = []string{"resource", "leader_id", "node", "session", "fencing_token", "since", "metadata"}
 
-// decodeState parses one line of status --json or watch --json, insisting on
-// exactly the documented keys.
+const candidateKey = "candidates"
+
+// candidateKeys are the keys of each candidate in status --json and list --json.
+var candidateKeys = []string{"id", "node", "priority", "healthy", "reason", "version", "started"}
+
+// decodeState parses one line of watch --json, insisting on exactly the
+// documented keys.
 func decodeState(t *testing.T, line string) leaderState {
 	t.Helper()
+	var state leaderState
+	decodeObject(t, line, stateKeys, &state)
+	return state
+}
+
+// decodeStatus parses the output of status --json, insisting on exactly the
+// documented keys, the candidates' included.
+func decodeStatus(t *testing.T, output string) resourceState {
+	t.Helper()
+	var state resourceState
+	decodeObject(t, output, append(slices.Clone(stateKeys), candidateKey), &state)
+	return state
+}
+
+// decodeObject checks that data is one JSON object with exactly keys, the
+// fencing token a number, metadata an object and candidates, if among keys,
+// an array of objects with exactly candidateKeys; then decodes it into v.
+func decodeObject(t *testing.T, data string, keys []string, v any) {
+	t.Helper()
 	var raw map[string]any
-	if err := json.Unmarshal([]byte(line), &raw); err != nil {
-		t.Fatalf("%q is not a JSON object: %v", line, err)
+	if err := json.Unmarshal([]byte(data), &raw); err != nil {
+		t.Fatalf("%q is not a JSON object: %v", data, err)
 	}
-	for _, key := range stateKeys {
-		if _, ok := raw[key]; !ok {
-			t.Fatalf("%s has no key %q", line, key)
-		}
-	}
-	if len(raw) != len(stateKeys) {
-		t.Fatalf("%s: want exactly the keys %v", line, stateKeys)
-	}
+	checkKeys(t, data, raw, keys)
 	if _, ok := raw["fencing_token"].(float64); !ok {
-		t.Fatalf("%s: fencing_token is not a number", line)
+		t.Fatalf("%s: fencing_token is not a number", data)
 	}
 	if _, ok := raw["metadata"].(map[string]any); !ok {
-		t.Fatalf("%s: metadata is not an object ({} when there is none)", line)
+		t.Fatalf("%s: metadata is not an object ({} when there is none)", data)
 	}
-	var state leaderState
-	if err := json.Unmarshal([]byte(line), &state); err != nil {
+	if slices.Contains(keys, candidateKey) {
+		candidates, ok := raw[candidateKey].([]any)
+		if !ok {
+			t.Fatalf("%s: candidates is not an array ([] when there is none)", data)
+		}
+		for _, c := range candidates {
+			object, ok := c.(map[string]any)
+			if !ok {
+				t.Fatalf("%s: a candidate is not an object", data)
+			}
+			checkKeys(t, data, object, candidateKeys)
+		}
+	}
+	if err := json.Unmarshal([]byte(data), v); err != nil {
 		t.Fatal(err)
 	}
-	return state
+}
+
+func checkKeys(t *testing.T, data string, raw map[string]any, keys []string) {
+	t.Helper()
+	for _, key := range keys {
+		if _, ok := raw[key]; !ok {
+			t.Fatalf("%s has no key %q", data, key)
+		}
+	}
+	if len(raw) != len(keys) {
+		t.Fatalf("%s: want exactly the keys %v", data, keys)
+	}
+}
+
+// status runs status --json for r.
+func status(t *testing.T, agent *devconsul.Agent) resourceState {
+	t.Helper()
+	code, stdout, stderr := consulElect(t, "", "status", "--address", agent.URL(), "--resource", "r", "--json")
+	if code != 0 {
+		t.Fatalf("status: exit %d: %s", code, stderr)
+	}
+	return decodeStatus(t, stdout)
+}
+
+// awaitStatus polls status --json until cond holds.
+func awaitStatus(t *testing.T, agent *devconsul.Agent, what string, cond func(resourceState) bool) resourceState {
+	t.Helper()
+	var s resourceState
+	waitFor(t, 30*time.Second, what, func() bool {
+		s = status(t, agent)
+		return cond(s)
+	})
+	return s
 }
 
 // wantLeader checks a state against the record of the leader's command.
@@ -75,7 +138,7 @@ func TestStatusAndWatchReportTheLeader(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("status with nobody leading: exit %d: %s", code, stderr)
 	}
-	if state := decodeState(t, stdout); !state.equal(leaderState{Resource: "r", Metadata: map[string]string{}}) {
+	if state := decodeStatus(t, stdout); !state.equal(leaderState{Resource: "r", Metadata: map[string]string{}}) || len(state.Candidates) != 0 {
 		t.Fatalf("status with nobody leading: %+v", state)
 	}
 
@@ -93,7 +156,11 @@ func TestStatusAndWatchReportTheLeader(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("status: exit %d: %s", code, stderr)
 	}
-	wantLeader(t, agent, decodeState(t, stdout), leader)
+	wantLeader(t, agent, decodeStatus(t, stdout).leaderState, leader)
+	// The candidate registers itself beside campaigning: soon, not first.
+	awaitStatus(t, agent, "status to list a, healthy, as the only candidate", func(s resourceState) bool {
+		return len(s.Candidates) == 1 && s.Candidates[0].ID == "a" && s.Candidates[0].Healthy
+	})
 	_, human, _ := consulElect(t, "", append([]string{"status"}, common...)...)
 	if !strings.Contains(human, "led by a") || !strings.Contains(human, leader.Session) {
 		t.Fatalf("status printed %q", human)
@@ -177,7 +244,7 @@ func TestStatusAndWatchShowTheLeadersMetadataAndItsTermsToken(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("status: exit %d: %s", code, stderr)
 		}
-		return decodeState(t, stdout)
+		return decodeStatus(t, stdout).leaderState
 	}
 	want := func(state leaderState, metadata map[string]string) {
 		t.Helper()

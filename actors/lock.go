@@ -372,7 +372,10 @@ func (l *lockActor) holdBack() time.Duration {
 	}
 	for _, c := range l.candidates {
 		if c.Priority > l.opts.Priority && c.Healthy && c.ID != l.opts.CandidateID && c.ID != l.entry.HolderID {
-			return priorityHoldBack
+			// Past the last holder's lock-delay too: a key freed by an
+			// invalidated session can be taken only then, and the higher
+			// priority tries the moment it ends.
+			return priorityHoldBack + max(l.entry.HolderLockDelay, 0)
 		}
 	}
 	if l.full {

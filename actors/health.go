@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/excalibur/consul-elect/internal/backoff"
 	"github.com/excalibur/consul-elect/internal/protocol"
 	"go.uber.org/zap"
 )
@@ -29,7 +30,7 @@ type healthWatcher struct {
 	index    uint64
 	gen      uint64
 	reported bool // critical already reported for this session
-	retry    backoff
+	retry    backoff.Backoff
 	feeding  refreshSchedule
 	lastFed  time.Time // the check was last set passing by a request sent then
 }
@@ -54,7 +55,7 @@ func (h *healthWatcher) Receive(c actor.Context) {
 	switch m := c.Message().(type) {
 	case *actor.Started:
 		h.calls = newCalls(c)
-		h.retry = newBackoff(100*time.Millisecond, 5*time.Second)
+		h.retry = backoff.New(100*time.Millisecond, 5*time.Second)
 		h.feeding = checkSchedule(h.timing)
 		c.Request(c.Parent(), &protocol.ChildStarted{})
 		if h.opts.FastFailover {
@@ -88,13 +89,13 @@ func (h *healthWatcher) Receive(c actor.Context) {
 		if m.err != nil {
 			h.consulError("watch health check", m.err)
 			h.index = 0 // the agent may have restarted with a lower index
-			wait := h.retry.next()
+			wait := h.retry.Next()
 			h.logger.Warn("watching the health check failed; retrying", zap.String("check", h.opts.HealthCheckID),
 				zap.Error(m.err), zap.Duration("in", wait))
 			h.calls.after(wait, &rewatch{gen: h.gen})
 			return
 		}
-		h.retry.reset()
+		h.retry.Reset()
 		h.index = m.index
 		if m.critical && !h.reported && h.session != "" {
 			h.reported = true

@@ -9,6 +9,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/excalibur/consul-elect/consul"
+	"github.com/excalibur/consul-elect/internal/backoff"
 	"github.com/excalibur/consul-elect/internal/protocol"
 	"github.com/excalibur/consul-elect/messages"
 	"go.uber.org/zap"
@@ -36,7 +37,7 @@ type keyWatcher struct {
 	asked      map[string]bool          // sessions whose info was requested
 	session    string                   // ours
 	node       string                   // our session's node
-	retry      backoff
+	retry      backoff.Backoff
 	pending    *protocol.KeysChanged // waiting for the check of our session
 	releasing  map[string]bool       // keys our locks release themselves
 	synced     bool                  // the first answer was sent
@@ -66,7 +67,7 @@ func (w *keyWatcher) Receive(c actor.Context) {
 	switch m := c.Message().(type) {
 	case *actor.Started:
 		w.calls = newCalls(c)
-		w.retry = newBackoff(100*time.Millisecond, 5*time.Second)
+		w.retry = backoff.New(100*time.Millisecond, 5*time.Second)
 		w.entries = map[string]consul.Entry{}
 		w.lockDelays = map[string]time.Duration{}
 		w.asked = map[string]bool{}
@@ -139,8 +140,8 @@ func (w *keyWatcher) listed(c actor.Context, m *listed) {
 		// at our old index would then wait for minutes. Read afresh.
 		w.index = 0
 		w.consulError("watch keys", m.err)
-		wait := w.retry.next()
-		if w.retry.failures() == 1 {
+		wait := w.retry.Next()
+		if w.retry.Failures() == 1 {
 			w.publish(messages.ElectionError{Op: "watch " + w.prefix + "/" + w.shard, Err: m.err, At: time.Now()})
 		}
 		w.logger.Warn("watching the lock keys failed; retrying", zap.Error(m.err), zap.Duration("in", wait))
@@ -152,7 +153,7 @@ func (w *keyWatcher) listed(c actor.Context, m *listed) {
 	// NextIndex, so the next read answers at once with the full listing.
 	first := !w.synced
 	w.synced = true
-	w.retry.reset()
+	w.retry.Reset()
 	w.index = m.index
 	changed, lostOurs := w.diff(m.entries, m.index)
 	if len(changed) == 0 && !first {
@@ -190,7 +191,7 @@ func (w *keyWatcher) listed(c actor.Context, m *listed) {
 // transient error (a 500 while Consul's servers elect a leader) for up to a
 // second; an answer it never got counts as not gone.
 func (w *keyWatcher) sessionGone(ctx context.Context, id string) bool {
-	retry := newBackoff(100*time.Millisecond, 400*time.Millisecond)
+	retry := backoff.New(100*time.Millisecond, 400*time.Millisecond)
 	for attempt := 0; ; attempt++ {
 		call, cancel := context.WithTimeout(ctx, time.Second)
 		_, err := w.backend.SessionInfo(call, id)
@@ -204,7 +205,7 @@ func (w *keyWatcher) sessionGone(ctx context.Context, id string) bool {
 		select {
 		case <-ctx.Done():
 			return false
-		case <-time.After(retry.next()):
+		case <-time.After(retry.Next()):
 		}
 	}
 }
@@ -237,7 +238,11 @@ func (w *keyWatcher) diff(list []consul.Entry, observed uint64) (changed []proto
 		changed = append(changed, entry)
 	}
 	for key, old := range w.entries {
-		if _, ok := seen[key]; !ok {
+		if _, ok := seen[key]; !ok && old.ModifyIndex > observed {
+			// An acquisition's stand-in (expect), newer than this listing,
+			// which was read before it: keep it for the next listing.
+			seen[key] = old
+		} else if !ok {
 			changed = append(changed, protocol.KeyEntry{Key: key, Observed: observed, HolderLockDelay: w.holderLockDelay(old.Session)})
 			if old.Session != "" && old.Session == w.session && !w.releasing[key] {
 				lostOurs = true

@@ -9,6 +9,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/excalibur/consul-elect/consul"
+	"github.com/excalibur/consul-elect/internal/backoff"
 	"github.com/excalibur/consul-elect/internal/protocol"
 	"github.com/excalibur/consul-elect/messages"
 	"go.uber.org/zap"
@@ -70,7 +71,7 @@ type lockActor struct {
 
 	holdOffUntil time.Time
 	retryAt      *time.Timer
-	delayRetry   backoff
+	delayRetry   backoff.Backoff
 	freedAt      time.Time // when the key was seen freed by another session
 	lastLeader   messages.LeaderChanged
 	conflict     bool             // a conflict was reported for the current entry
@@ -129,7 +130,7 @@ func (l *lockActor) Receive(c actor.Context) {
 	switch m := c.Message().(type) {
 	case *actor.Started:
 		l.calls, l.parent, l.healthy = newCalls(c), c.Parent(), true
-		l.delayRetry = newBackoff(50*time.Millisecond, time.Second)
+		l.delayRetry = backoff.New(50*time.Millisecond, time.Second)
 		c.Request(c.Parent(), &protocol.ChildStarted{Resource: l.resource})
 	case *messages.Campaign:
 		if l.workerProps == nil && m.Worker != nil {
@@ -465,7 +466,7 @@ func (l *lockActor) acquireDone(c actor.Context, m *acquireDone) {
 // lead starts a term: say so, then start the worker.
 func (l *lockActor) lead(c actor.Context, entry consul.Entry) {
 	l.state, l.token = leading, entry.ModifyIndex
-	l.delayRetry.reset()
+	l.delayRetry.Reset()
 	c.Send(c.Parent(), &protocol.Holding{Key: l.key, Session: l.session.ID, Token: l.token})
 	l.logger.Info("leadership acquired", zap.String("resource", l.resource),
 		zap.String("session", l.session.ID), zap.Uint64("fencing_token", l.token))
@@ -499,7 +500,7 @@ func (l *lockActor) lockDelayLeft() time.Duration {
 			return left
 		}
 	}
-	return l.delayRetry.next()
+	return l.delayRetry.Next()
 }
 
 // stepDown ends a term: it publishes LeadershipLost at once and tells the

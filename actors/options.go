@@ -28,6 +28,10 @@ const (
 	// renewals, acquires and releases beside them; four processes on one
 	// host stay far below the agent's 200 connections per client IP.
 	DefaultMaxConnections = 16
+	// MinMaxConnections leaves room for one key watch, the registry watch
+	// and a health watch, and the two connections kept from blocking
+	// queries.
+	MinMaxConnections = 5
 	// BalanceSlack is how many resources above its fair share a candidate
 	// with Balance leads before it hands one over: a little room, so that
 	// leadership does not flap as candidates come and go.
@@ -120,8 +124,10 @@ type Options struct {
 	// MaxConnections bounds the requests this engine has in flight to its
 	// agent at once, blocking queries included (Consul's
 	// http_max_conns_per_client, 200 by default, counts every process on a
-	// host together). The key watch is split into shards (each one blocking
-	// query) within MaxConnections − 4. Between 2 and 64; DefaultOptions
+	// host together). Blocking queries take at most MaxConnections − 2 of
+	// them and writes at most MaxConnections − 1, so that renewals always
+	// go through; the key watch is split into shards (each one blocking
+	// query) within MaxConnections − 4. Between 5 and 64; DefaultOptions
 	// sets 16.
 	MaxConnections int
 
@@ -233,8 +239,8 @@ func (o Options) Validate() error {
 			bad("FastFailover cannot be used with Datacenter: the check lives on the local agent")
 		}
 	}
-	if o.MaxConnections < 2 || o.MaxConnections > 64 {
-		bad("MaxConnections is %d; it must be between 2 and 64 (DefaultOptions sets %d)", o.MaxConnections, DefaultMaxConnections)
+	if o.MaxConnections < MinMaxConnections || o.MaxConnections > 64 {
+		bad("MaxConnections is %d; it must be between %d and 64 (DefaultOptions sets %d)", o.MaxConnections, MinMaxConnections, DefaultMaxConnections)
 	}
 	if svc := o.Service; svc.Name != "" {
 		if strings.TrimSpace(svc.Name) != svc.Name || strings.ContainsAny(svc.Name, "/ ") {

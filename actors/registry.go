@@ -8,6 +8,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/excalibur/consul-elect/consul"
+	"github.com/excalibur/consul-elect/internal/backoff"
 	"github.com/excalibur/consul-elect/internal/protocol"
 	"github.com/excalibur/consul-elect/internal/registry"
 	"github.com/excalibur/consul-elect/messages"
@@ -33,9 +34,9 @@ type registryActor struct {
 	// session; writing says a write is in flight.
 	dirty, writing bool
 	flush          *time.Timer
-	retry          backoff
+	retry          backoff.Backoff
 	index          uint64
-	watchRetry     backoff
+	watchRetry     backoff.Backoff
 	synced         bool // the registry has been read once
 	live           []messages.Candidate
 }
@@ -62,8 +63,8 @@ func (r *registryActor) Receive(c actor.Context) {
 	switch m := c.Message().(type) {
 	case *actor.Started:
 		r.calls = newCalls(c)
-		r.retry = newBackoff(100*time.Millisecond, 5*time.Second)
-		r.watchRetry = newBackoff(100*time.Millisecond, 5*time.Second)
+		r.retry = backoff.New(100*time.Millisecond, 5*time.Second)
+		r.watchRetry = backoff.New(100*time.Millisecond, 5*time.Second)
 		r.key = registry.Key(r.prefix, r.opts.CandidateID)
 		r.record = registry.Record{ID: r.opts.CandidateID, Priority: r.opts.Priority, Healthy: true,
 			Version: registry.Version(), Started: time.Now().UTC()}
@@ -99,10 +100,10 @@ func (r *registryActor) Receive(c actor.Context) {
 					zap.String("key", r.key))
 			}
 			r.dirty = true
-			r.flush = r.calls.after(r.retry.next(), &registryFlush{})
+			r.flush = r.calls.after(r.retry.Next(), &registryFlush{})
 			return
 		}
-		r.retry.reset()
+		r.retry.Reset()
 		if m.session != r.session {
 			r.dirty = true // written with a session that is gone meanwhile
 		}
@@ -153,12 +154,12 @@ func (r *registryActor) listed(c actor.Context, m *registryListed) {
 	if m.err != nil {
 		r.index = 0
 		r.consulError("watch candidates", m.err)
-		wait := r.watchRetry.next()
+		wait := r.watchRetry.Next()
 		r.logger.Warn("watching the candidate registry failed; retrying", zap.Error(m.err), zap.Duration("in", wait))
 		r.calls.after(wait, &registryRelist{})
 		return
 	}
-	r.watchRetry.reset()
+	r.watchRetry.Reset()
 	r.index = m.index
 	live := registry.Live(m.entries, "")
 	if !r.synced || !slices.EqualFunc(live, r.live, sameCandidate) {

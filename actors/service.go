@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/excalibur/consul-elect/internal/backoff"
 	"github.com/excalibur/consul-elect/internal/protocol"
 	"go.uber.org/zap"
 )
@@ -20,7 +21,7 @@ type serviceActor struct {
 	// registered is the tag as last registered; want, as it should be.
 	registered, want *bool
 	registering      bool
-	retry            backoff
+	retry            backoff.Backoff
 	feeding          bool
 }
 
@@ -40,7 +41,7 @@ func (s *serviceActor) Receive(c actor.Context) {
 	switch m := c.Message().(type) {
 	case *actor.Started:
 		s.calls = newCalls(c)
-		s.retry = newBackoff(100*time.Millisecond, 5*time.Second)
+		s.retry = backoff.New(100*time.Millisecond, 5*time.Second)
 		s.leading = map[string]bool{}
 		s.set(false)
 	case *protocol.Leading:
@@ -54,13 +55,13 @@ func (s *serviceActor) Receive(c actor.Context) {
 		s.registering = false
 		if m.err != nil {
 			s.consulError("register service", m.err)
-			wait := s.retry.next()
+			wait := s.retry.Next()
 			s.logger.Warn("registering the service instance failed; retrying", zap.String("service", s.opts.Service.Name),
 				zap.Error(m.err), zap.Duration("in", wait))
 			s.calls.after(wait, &serviceFeed{}) // the feed registers again
 			return
 		}
-		s.retry.reset()
+		s.retry.Reset()
 		s.registered = &m.leader
 		s.register()
 		if !s.feeding {

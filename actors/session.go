@@ -8,6 +8,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/excalibur/consul-elect/consul"
+	"github.com/excalibur/consul-elect/internal/backoff"
 	"github.com/excalibur/consul-elect/internal/protocol"
 	"github.com/excalibur/consul-elect/messages"
 	"go.uber.org/zap"
@@ -21,7 +22,7 @@ type sessionActor struct {
 	calls    *calls
 	id       string
 	gen      uint64 // tags create results; a result of an older generation is dropped
-	retry    backoff
+	retry    backoff.Backoff
 	stopping bool
 	replyTo  *actor.PID
 }
@@ -47,7 +48,7 @@ func (s *sessionActor) Receive(c actor.Context) {
 	switch m := c.Message().(type) {
 	case *actor.Started:
 		s.calls = newCalls(c)
-		s.retry = newBackoff(100*time.Millisecond, 5*time.Second)
+		s.retry = backoff.New(100*time.Millisecond, 5*time.Second)
 		s.create()
 	case *createSession:
 		if m.gen == s.gen && s.id == "" && !s.stopping {
@@ -108,7 +109,7 @@ func (s *sessionActor) Receive(c actor.Context) {
 func (s *sessionActor) destroyUntilGone(ctx context.Context, id string) {
 	ctx, cancel := context.WithTimeout(ctx, 2*s.opts.SessionTTL)
 	defer cancel()
-	retry := newBackoff(100*time.Millisecond, 2*time.Second)
+	retry := backoff.New(100*time.Millisecond, 2*time.Second)
 	for {
 		attempt, stop := context.WithTimeout(ctx, destroyTimeout)
 		err := s.backend.DestroySession(attempt, id)
@@ -121,7 +122,7 @@ func (s *sessionActor) destroyUntilGone(ctx context.Context, id string) {
 			s.logger.Warn("could not destroy an abandoned session; Consul reaps it after its TTL",
 				zap.String("session", id), zap.Error(err))
 			return
-		case <-time.After(retry.next()):
+		case <-time.After(retry.Next()):
 		}
 	}
 }
@@ -216,8 +217,8 @@ func (s *sessionActor) created(c actor.Context, m *sessionCreated) {
 	if m.err != nil {
 		s.consulError("create session", m.err)
 		s.refreshed(m.sentAt, 0, m.err)
-		wait := s.retry.next()
-		if s.retry.failures() == 1 || !consul.Retryable(m.err) {
+		wait := s.retry.Next()
+		if s.retry.Failures() == 1 || !consul.Retryable(m.err) {
 			s.publish(messages.ElectionError{Op: "create session", Err: m.err, At: time.Now()})
 		}
 		level := zap.WarnLevel
@@ -228,7 +229,7 @@ func (s *sessionActor) created(c actor.Context, m *sessionCreated) {
 		s.calls.after(wait, &createSession{gen: s.gen})
 		return
 	}
-	s.retry.reset()
+	s.retry.Reset()
 	s.id = m.id
 	s.logger.Info("session created", zap.String("session", m.id), zap.String("node", m.node))
 	c.Send(c.Parent(), &protocol.SessionReady{ID: m.id, Node: m.node, RenewedAt: m.sentAt, CheckFedAt: m.checkFedAt})

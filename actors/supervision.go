@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/excalibur/consul-elect/internal/backoff"
 	"go.uber.org/zap"
 )
 
@@ -38,10 +39,7 @@ func (s *restartStrategy) HandleFailure(system *actor.ActorSystem, supervisor ac
 		rs.Reset()
 	}
 	rs.Fail()
-	delay := s.base << min(rs.FailureCount()-1, 20)
-	if delay > s.max || delay <= 0 {
-		delay = s.max
-	}
+	delay := backoff.Delay(s.base, s.max, rs.FailureCount()-1)
 	s.logger.Warn("restarting a failed election actor", zap.String("actor", child.Id),
 		zap.Any("reason", reason), zap.Duration("after", delay), zap.Int("failures", rs.FailureCount()))
 	time.AfterFunc(delay, func() {

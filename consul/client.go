@@ -3,6 +3,7 @@ package consul
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -24,8 +25,12 @@ type Config struct {
 	Token      string
 	TokenFile  string
 	TLS        TLSConfig
-	// MaxConnections bounds the requests in flight to the agent at once
-	// (0: no bound).
+	// MaxConnections bounds the requests in flight from this client to the
+	// agent at once, blocking queries included, and the connections it
+	// keeps open (0: no bound). Blocking queries take at most
+	// MaxConnections−2 of them, so that writes always have a slot, and
+	// renewals always have one (see budget): a user that keeps k blocking
+	// queries waiting needs k+2 or more, or the later ones wait their turn.
 	MaxConnections int
 	// WrapTransport, when set, wraps the HTTP transport (to count or
 	// instrument requests).
@@ -45,9 +50,9 @@ type TLSConfig struct {
 // Client is a Consul client for the election engine. It is safe for
 // concurrent use.
 type Client struct {
-	api   *api.Client
-	http  *http.Client
-	batch *batcher
+	api       *api.Client
+	transport *http.Transport // under WrapTransport and the budget
+	batch     *batcher
 }
 
 // ValidateAddress checks an address in any form CONSUL_HTTP_ADDR accepts.
@@ -83,6 +88,9 @@ func ValidateAddress(addr string) error {
 // NewClient builds a client. It sends nothing: an unreachable Consul shows at
 // the first request.
 func NewClient(cfg Config) (*Client, error) {
+	if cfg.MaxConnections < 0 {
+		return nil, fmt.Errorf("MaxConnections is %d; it must be 0 (no bound) or more", cfg.MaxConnections)
+	}
 	conf := api.DefaultConfig()
 	if cfg.Address != "" {
 		if err := ValidateAddress(cfg.Address); err != nil {
@@ -131,37 +139,50 @@ func NewClient(cfg Config) (*Client, error) {
 	if tls.InsecureSkipVerify {
 		conf.TLSConfig.InsecureSkipVerify = true
 	}
-	if strings.HasPrefix(conf.Address, "unix://") {
-		// api.NewClient builds its own transport for a unix socket.
-		client, err := api.NewClient(conf)
-		if err != nil {
-			return nil, fmt.Errorf("consul client: %w", err)
+	transport := conf.Transport
+	if socket, ok := strings.CutPrefix(conf.Address, "unix://"); ok {
+		// api.NewClient would replace any HttpClient with one of its own
+		// (without keep-alive) for a unix:// address; this one dials the
+		// socket itself, so that WrapTransport and MaxConnections apply
+		// there too. The host is a placeholder: every request goes to the
+		// socket.
+		transport.Proxy = nil
+		transport.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", socket)
 		}
-		return &Client{api: client, batch: &batcher{client: client}}, nil
+		conf.Address, conf.Scheme = "localhost", "http"
 	}
 	if strings.HasPrefix(conf.Address, "https://") {
 		conf.Scheme = "https"
 	}
-	httpClient, err := api.NewHttpClient(conf.Transport, conf.TLSConfig)
+	if n := cfg.MaxConnections; n > 0 {
+		// The budget bounds the requests; these bound the connections
+		// under them, idle ones included (the agent counts those too), and
+		// keep them open for reuse.
+		transport.MaxConnsPerHost, transport.MaxIdleConnsPerHost = n, n
+	}
+	httpClient, err := api.NewHttpClient(transport, conf.TLSConfig)
 	if err != nil {
 		return nil, fmt.Errorf("consul TLS settings: %w", err)
 	}
 	if cfg.WrapTransport != nil {
 		httpClient.Transport = cfg.WrapTransport(httpClient.Transport)
 	}
+	if n := cfg.MaxConnections; n > 0 {
+		httpClient.Transport = &budgeted{budget: newBudget(n), next: httpClient.Transport}
+	}
 	conf.HttpClient = httpClient
 	client, err := api.NewClient(conf)
 	if err != nil {
 		return nil, fmt.Errorf("consul client: %w", err)
 	}
-	return &Client{api: client, http: httpClient, batch: &batcher{client: client}}, nil
+	return &Client{api: client, transport: transport, batch: newBatcher(client)}, nil
 }
 
 // Close closes idle connections to the agent.
 func (c *Client) Close() {
-	if c.http != nil {
-		c.http.CloseIdleConnections()
-	}
+	c.transport.CloseIdleConnections()
 }
 
 func (c *Client) query(ctx context.Context) *api.QueryOptions {
@@ -187,18 +208,33 @@ type AgentInfo struct {
 
 // Agent asks the agent the client talks to for its node and datacenter. It is
 // also the cheapest way to learn that Consul is reachable and the token valid.
+// The agent's version tells the client how many operations a transaction may
+// hold (see txnOpsFor).
 func (c *Client) Agent(ctx context.Context) (AgentInfo, error) {
-	var self struct {
-		Config struct {
-			NodeName   string
-			Datacenter string
-			Server     bool
-		}
+	self, err := readAgentSelf(ctx, c.api)
+	if err != nil {
+		return AgentInfo{}, err
 	}
-	if _, err := c.api.Raw().Query("/v1/agent/self", &self, c.query(ctx)); err != nil {
-		return AgentInfo{}, wrap("read agent", err)
-	}
+	c.batch.learnVersion(self.Config.Version)
 	return AgentInfo{Node: self.Config.NodeName, Datacenter: self.Config.Datacenter, Server: self.Config.Server}, nil
+}
+
+// agentSelf is what this package reads of GET /v1/agent/self.
+type agentSelf struct {
+	Config struct {
+		NodeName   string
+		Datacenter string
+		Server     bool
+		Version    string // "1.14.11", without -dev or +ent (those are in other fields)
+	}
+}
+
+func readAgentSelf(ctx context.Context, client *api.Client) (agentSelf, error) {
+	var self agentSelf
+	if _, err := client.Raw().Query("/v1/agent/self", &self, (&api.QueryOptions{}).WithContext(ctx)); err != nil {
+		return agentSelf{}, wrap("read agent", err)
+	}
+	return self, nil
 }
 
 // ServerNode returns the name of a Consul server node in datacenter dc: a

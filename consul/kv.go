@@ -49,9 +49,11 @@ func (c *Client) ListPrefix(ctx context.Context, prefix string, index uint64, wa
 // it in between (unlike LockIndex, which restarts when the key is deleted).
 //
 // Errors: ErrLockHeld, ErrLockDelay, ErrSessionGone (the session is invalid),
-// ErrPermissionDenied, or a transient error.
+// ErrPermissionDenied, ErrRejected (a value over Consul's limits), or a
+// transient error: the agent unreachable, or ctx ending while Consul answered
+// 429 or 5xx (those answers are retried, see batcher, never returned).
 func (c *Client) Acquire(ctx context.Context, key, session string, value []byte) (Entry, error) {
-	results, err := c.batch.do(ctx, acquireOps(key, session, value))
+	results, err := c.batch.do(ctx, acquireOps(key, session, value), nil)
 	return acquired(key, session, results, err)
 }
 
@@ -60,9 +62,9 @@ func (c *Client) Acquire(ctx context.Context, key, session string, value []byte)
 // block). Ten thousand resources campaigning at once
 // then hold no goroutine each.
 func (c *Client) AcquireAsync(ctx context.Context, key, session string, value []byte, done func(Entry, error)) {
-	c.batch.submit(ctx, acquireOps(key, session, value), func(res txnResult) {
+	c.batch.submit(&txnRequest{ctx: ctx, ops: acquireOps(key, session, value), done: func(res txnResult) {
 		done(acquired(key, session, res.results, res.err))
-	})
+	}})
 }
 
 func acquireOps(key, session string, value []byte) api.TxnOps {
@@ -75,6 +77,9 @@ func acquireOps(key, session string, value []byte) api.TxnOps {
 func acquired(key, session string, results api.TxnResults, err error) (Entry, error) {
 	if err != nil {
 		return Entry{}, wrap("acquire "+key, err)
+	}
+	if len(results) < 2 {
+		return Entry{}, &Error{Op: "acquire " + key, Err: errors.New("the transaction answered without the entry")}
 	}
 	got := results[1].KV
 	if got == nil || got.Session != session {
@@ -107,18 +112,16 @@ func (c *Client) Proclaim(ctx context.Context, key, session string, value []byte
 // leader's document) and KeyFlags. Releasing a key the session does not hold
 // changes nothing and is not an error.
 //
-// A lone release is one `PUT ?release=` (a transaction costs Consul more, and
-// a handover waits on it); releases that come together (a Stop with many
-// leaders) are batched into transactions.
+// Releases are batched like acquires: those that come together (a Stop with
+// thousands of leaders) go in transactions of up to the agent's limit, and a
+// release alone in its batch goes as one `PUT ?release=` (a transaction costs
+// Consul more, and a handover waits on it). Errors: ErrPermissionDenied, or
+// a transient one (the agent unreachable, or ctx ending while Consul answered
+// 429 or 5xx).
 func (c *Client) Release(ctx context.Context, key, session string, value []byte) error {
-	var err error
-	if c.batch.idle() {
-		// Value and flags are written back as they are: PUT sets both.
-		_, _, err = c.api.KV().Release(&api.KVPair{Key: key, Session: session, Value: value, Flags: KeyFlags}, c.write(ctx))
-	} else {
-		ops := api.TxnOps{{KV: &api.KVTxnOp{Verb: api.KVUnlock, Key: key, Session: session, Value: value, Flags: KeyFlags}}}
-		_, err = c.batch.do(ctx, ops)
-	}
+	ops := api.TxnOps{{KV: &api.KVTxnOp{Verb: api.KVUnlock, Key: key, Session: session, Value: value, Flags: KeyFlags}}}
+	pair := &api.KVPair{Key: key, Session: session, Value: value, Flags: KeyFlags}
+	_, err := c.batch.do(ctx, ops, pair)
 	err = wrap("release "+key, err)
 	if errors.Is(err, ErrLockHeld) || isNotHeld(err) {
 		return nil
@@ -197,10 +200,10 @@ func isNotHeld(err error) bool {
 		strings.Contains(msg, "failed to unlock") // unlock of a key the session does not hold
 }
 
-// txn runs ops as one transaction; a rolled-back transaction becomes a
-// classified error carrying Consul's reasons.
+// txn runs ops as one transaction, alone; a rolled-back transaction becomes
+// a classified error carrying Consul's reasons.
 func (c *Client) txn(ctx context.Context, op string, ops api.TxnOps) (api.TxnResults, error) {
-	ok, resp, _, err := c.api.Txn().Txn(ops, c.query(ctx))
+	ok, resp, err := sendTxn(ctx, c.api, ops)
 	if err != nil {
 		return nil, wrap(op, err)
 	}

@@ -17,6 +17,7 @@ import (
 	"unicode"
 
 	"github.com/excalibur/consul-elect/consul"
+	"github.com/excalibur/consul-elect/internal/backoff"
 	"github.com/excalibur/consul-elect/internal/registry"
 	"github.com/excalibur/consul-elect/messages"
 	"go.uber.org/zap"
@@ -306,9 +307,7 @@ func readKey(ctx context.Context, client *consul.Client, key string, index uint6
 }
 
 // retryWait is the wait before retry number n: doubling from 100ms to 10s.
-func retryWait(n int) time.Duration {
-	return min(100*time.Millisecond<<min(n, 10), 10*time.Second)
-}
+func retryWait(n int) time.Duration { return backoff.Delay(100*time.Millisecond, 10*time.Second, n) }
 
 func noArgs(args []string) error {
 	if len(args) > 0 {

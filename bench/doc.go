@@ -20,6 +20,13 @@
 //     RSS, goroutines.
 //  6. Micro: allocations per acquire, handover and renewal in the actors, with
 //     an in-memory backend (package bench/micro, go test -bench).
+//  7. A fleet: P candidate processes (real OS processes, RunFleetCandidate)
+//     campaign for the same K resources on one agent, each with its own
+//     counted client. A cold start, an idle window, an operator's churn of
+//     releases (a txn unlock with the holder's session, value and flags), a
+//     rolling restart (SIGTERM, then a new process) and the final stop, each
+//     with its requests, bytes, 429 answers and requests in flight; the
+//     agent's CPU; peak RSS per process; overlapping terms by the events' At.
 //
 // A dead process is simulated by cutting its HTTP transport (Meter.Kill):
 // its requests in flight are cancelled and new ones fail before reaching the

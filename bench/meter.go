@@ -24,6 +24,8 @@ type Meter struct {
 	failed   atomic.Int64 // transport errors (connection refused or reset, cancelled)
 	bytesIn  atomic.Int64 // response body bytes read
 	blocking atomic.Int64 // blocking queries in flight
+	inFlight atomic.Int64 // requests sent and not yet finished (answer body closed, or failed)
+	peak     atomic.Int64 // most requests in flight at once since TakePeakInFlight
 
 	mu   sync.Mutex
 	byOp map[string]int64
@@ -54,6 +56,20 @@ func (m *Meter) Kill() { m.kill() }
 // ?index=N, N > 0) waiting at the agent right now.
 func (m *Meter) BlockingInFlight() int64 { return m.blocking.Load() }
 
+// TakePeakInFlight returns the most requests that were in flight at once
+// (sent, and not yet answered in full or failed; blocking queries included)
+// since the previous call, and starts the next period.
+func (m *Meter) TakePeakInFlight() int64 { return m.peak.Swap(m.inFlight.Load()) }
+
+func (m *Meter) raisePeak(n int64) {
+	for {
+		p := m.peak.Load()
+		if n <= p || m.peak.CompareAndSwap(p, n) {
+			return
+		}
+	}
+}
+
 func (m *Meter) roundTrip(next http.RoundTripper, req *http.Request) (*http.Response, error) {
 	if m.dead.Err() != nil {
 		return nil, errKilled
@@ -64,9 +80,11 @@ func (m *Meter) roundTrip(next http.RoundTripper, req *http.Request) (*http.Resp
 	if blocking {
 		m.blocking.Add(1)
 	}
+	m.raisePeak(m.inFlight.Add(1))
 	done := func() {
 		stop()
 		cancel()
+		m.inFlight.Add(-1)
 		if blocking {
 			m.blocking.Add(-1)
 		}

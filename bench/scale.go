@@ -1,14 +1,10 @@
 package bench
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"os"
 	"runtime"
 	"runtime/metrics"
-	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -154,23 +150,7 @@ func Scale(ctx context.Context, env *Env, n int, timeout time.Duration) (ScaleRe
 }
 
 // peakRSS is the process's VmHWM, in bytes (0 if unknown).
-func peakRSS() int64 {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	scanner := bufio.NewScanner(f)
-	for scanner.Scan() {
-		if rest, ok := strings.CutPrefix(scanner.Text(), "VmHWM:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			if err == nil {
-				return kb * 1024
-			}
-		}
-	}
-	return 0
-}
+func peakRSS() int64 { return vmHWM("self") }
 
 // ScaleFigure turns a ScaleResult into figure 5's rows. api.Lock is not run
 // at this size: figure 4 shows where it stops.

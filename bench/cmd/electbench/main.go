@@ -10,9 +10,12 @@
 //	go run ./bench/cmd/electbench idle          # figure 4
 //	go run ./bench/cmd/electbench scale         # figure 5 (in a child process, for a clean RSS)
 //	go run ./bench/cmd/electbench micro         # figure 6 (go test -bench in bench/micro)
+//	go run ./bench/cmd/electbench fleet -p 4 -k 10000  # figure 7 (P candidate processes, K resources)
 //
-// Figures may also be given as -figure a,b. Flags size them (see -help).
-// Progress goes to stderr, the report (Markdown) to stdout.
+// all is figures 1–6; figure 7 takes minutes and runs only when named.
+// Figures may also be given as -figure a,b. Flags size them (see -help),
+// before or after the figure names. Progress goes to stderr, the report
+// (Markdown) to stdout.
 package main
 
 import (
@@ -35,11 +38,19 @@ import (
 	"github.com/excalibur/consul-elect/internal/devconsul"
 )
 
+// figureNames are the figures of "all", in the order they run; fleet runs
+// after them, only when named.
 var figureNames = []string{"handover", "failover", "fastfailover", "idle", "scale", "micro"}
 
+const fleetFigure = "fleet"
+
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == bench.FleetCandidateArg {
+		// One candidate process of figure 7, started by this program.
+		os.Exit(bench.RunFleetCandidate(os.Args[2:], os.Stdin, os.Stdout))
+	}
 	cfg := bench.DefaultConfig()
-	figures := flag.String("figure", "all", "comma-separated figures to run: "+strings.Join(figureNames, ", ")+", or all (or name them as arguments)")
+	figures := flag.String("figure", "all", "comma-separated figures to run: "+strings.Join(figureNames, ", ")+", "+fleetFigure+", or all (figures 1–6; or name them as arguments)")
 	flag.IntVar(&cfg.Handovers, "handovers", cfg.Handovers, "figure 1: measured handovers per implementation")
 	flag.IntVar(&cfg.FailoverSamples, "failover-samples", cfg.FailoverSamples, "figure 2: samples per implementation and variant")
 	flag.DurationVar(&cfg.FailoverTTL, "failover-ttl", cfg.FailoverTTL, "figure 2: session TTL of the leader that dies")
@@ -55,7 +66,23 @@ func main() {
 	consulURL := flag.String("consul", "", "internal (with -scale-child): the agent's URL")
 	cpuProfile := flag.String("scale-cpuprofile", "", "figure 5: write a CPU profile of the scale run to this file")
 	memProfile := flag.String("scale-memprofile", "", "figure 5: write a heap profile (with every allocation of the run: go tool pprof -sample_index=alloc_space) to this file")
+	flag.IntVar(&cfg.FleetProcesses, "p", cfg.FleetProcesses, "figure 7: candidate processes")
+	flag.IntVar(&cfg.FleetResources, "k", cfg.FleetResources, "figure 7: resources, shared by every candidate")
+	flag.DurationVar(&cfg.FleetIdle, "fleet-idle", cfg.FleetIdle, "figure 7: how long idle requests are counted")
+	flag.DurationVar(&cfg.FleetChurn, "fleet-churn", cfg.FleetChurn, "figure 7: how long an operator releases held keys")
+	flag.IntVar(&cfg.FleetRate, "fleet-rate", cfg.FleetRate, "figure 7: releases per second during the churn")
+	flag.DurationVar(&cfg.FleetSettle, "fleet-settle", cfg.FleetSettle, "figure 7: pause after all are held, after the churn and after each restart")
+	flag.DurationVar(&cfg.FleetTimeout, "fleet-timeout", cfg.FleetTimeout, "figure 7: bound on the cold start and on each takeover")
+	flag.StringVar(&cfg.FleetOptions, "fleet-options", cfg.FleetOptions, `figure 7: JSON decoded over every candidate's consulelect.DefaultOptions(), e.g. '{"SessionTTL":10000000000}' (durations in ns)`)
 	flag.Parse()
+	// Flags may follow the figure names too: electbench fleet -p 4 -k 10000.
+	var names []string
+	for flag.NArg() > 0 {
+		names = append(names, flag.Arg(0))
+		if err := flag.CommandLine.Parse(flag.Args()[1:]); err != nil {
+			os.Exit(2)
+		}
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -68,8 +95,12 @@ func main() {
 		fmt.Fprintln(os.Stderr, "-idle-sizes:", err)
 		os.Exit(2)
 	}
-	if flag.NArg() > 0 {
-		*figures = strings.Join(flag.Args(), ",")
+	if len(names) > 0 {
+		*figures = strings.Join(names, ",")
+	}
+	if cfg.FleetProcesses < 1 || cfg.FleetResources < 1 || cfg.FleetRate < 1 {
+		fmt.Fprintln(os.Stderr, "-p, -k and -fleet-rate must be at least 1")
+		os.Exit(2)
 	}
 	selected, err := selectFigures(*figures)
 	if err != nil {
@@ -109,7 +140,7 @@ func run(ctx context.Context, cfg bench.Config, selected map[string]bool, profil
 	machine := bench.DescribeMachine(ctx, url)
 	began := time.Now()
 	var results []bench.Figure
-	for _, name := range figureNames {
+	for _, name := range append(figureNames, fleetFigure) {
 		if !selected[name] || ctx.Err() != nil {
 			continue
 		}
@@ -128,6 +159,8 @@ func run(ctx context.Context, cfg bench.Config, selected map[string]bool, profil
 			f = scaleInChild(ctx, url, cfg, profiles)
 		case "micro":
 			f = bench.Micro(ctx, env)
+		case fleetFigure:
+			f = bench.Fleet(ctx, env, cfg, fleetSpawn)
 		}
 		logf(progress, "%s done in %s", f.Name, time.Since(t0).Round(time.Second))
 		results = append(results, f)
@@ -188,6 +221,15 @@ func scaleInChild(ctx context.Context, url string, cfg bench.Config, profiles []
 		f.Err = fmt.Errorf("scale child: %w", err)
 	}
 	return f
+}
+
+// fleetSpawn starts one candidate process of figure 7: this program again.
+func fleetSpawn(args []string) *exec.Cmd {
+	self, err := os.Executable()
+	if err != nil {
+		self = os.Args[0]
+	}
+	return exec.Command(self, append([]string{bench.FleetCandidateArg}, args...)...)
 }
 
 func runScaleChild(ctx context.Context, url string, cfg bench.Config, cpuProfile, memProfile string) int {
@@ -253,12 +295,12 @@ func selectFigures(list string) (map[string]bool, error) {
 			}
 			continue
 		}
-		known := false
+		known := name == fleetFigure
 		for _, n := range figureNames {
 			known = known || n == name
 		}
 		if !known {
-			return nil, fmt.Errorf("unknown figure %q; choose from %s, all", name, strings.Join(figureNames, ", "))
+			return nil, fmt.Errorf("unknown figure %q; choose from %s, %s, all", name, strings.Join(figureNames, ", "), fleetFigure)
 		}
 		selected[name] = true
 	}

@@ -106,17 +106,23 @@ func (w *keyWatcher) Receive(c actor.Context) {
 	}
 }
 
-// settleAbove is the size of the whole watch (every shard's listing
-// together) from which a watcher waits, after a change, as long as reading
-// the whole watch takes before reading again: every change returns the
-// whole listing, and while thousands of keys are being acquired back to
-// back (in every shard at once), reading after each transaction would cost
-// more than the acquiring itself. Smaller watches are read again at once.
-const settleAbove = 1000
+// A watcher of a large watch (every shard's listing together above
+// settleAbove) that has just read a burst of changes (more than
+// settleBurst) waits as long as reading the whole watch takes before reading
+// again: every change returns the whole listing, and while thousands of keys
+// are being acquired back to back (in every shard at once), reading after
+// each transaction would cost more than the acquiring itself. After a lone
+// change, or for a small watch, it reads again at once, so that the next
+// change is seen as soon as it is made.
+const (
+	settleAbove = 1000
+	settleBurst = 16
+)
 
-// next starts the next blocking query, after a pause for a large watch.
-func (w *keyWatcher) next(m *listed) {
-	if len(m.entries)*w.shards > settleAbove {
+// next starts the next blocking query, after a pause for a burst in a large
+// watch.
+func (w *keyWatcher) next(m *listed, changes int) {
+	if changes > settleBurst && len(m.entries)*w.shards > settleAbove {
 		w.calls.after(min(m.took*time.Duration(w.shards), time.Second), &relist{})
 		return
 	}
@@ -149,8 +155,9 @@ func (w *keyWatcher) listed(c actor.Context, m *listed) {
 		return
 	}
 	// The first answer is sent even when empty: it tells the locks their
-	// keys do not exist. An index that went backwards was reset to 0 by
-	// NextIndex, so the next read answers at once with the full listing.
+	// keys do not exist. An index that went backwards was reset to 0 by the
+	// backend (blocking.NextIndex), so the next read answers at once with
+	// the full listing.
 	first := !w.synced
 	w.synced = true
 	w.retry.Reset()
@@ -163,7 +170,7 @@ func (w *keyWatcher) listed(c actor.Context, m *listed) {
 	msg := &protocol.KeysChanged{Entries: changed}
 	if !lostOurs {
 		c.Request(c.Parent(), msg)
-		w.next(m)
+		w.next(m, len(changed))
 		return
 	}
 	// Keys our session held were released. If Consul invalidated the

@@ -94,7 +94,7 @@ func kindOf(err error) error {
 	msg := strings.ToLower(err.Error())
 	switch {
 	case strings.Contains(msg, "permission denied"), strings.Contains(msg, "acl not found"),
-		strings.Contains(msg, "403"):
+		strings.Contains(msg, "unexpected response code: 403"): // a key or id may hold "403" too
 		return ErrPermissionDenied
 	case strings.Contains(msg, "due to lock delay"):
 		return ErrLockDelay

@@ -107,22 +107,26 @@ func (w *keyWatcher) Receive(c actor.Context) {
 }
 
 // A watcher of a large watch (every shard's listing together above
-// settleAbove) that has just read a burst of changes (more than
-// settleBurst) waits as long as reading the whole watch takes before reading
-// again: every change returns the whole listing, and while thousands of keys
-// are being acquired back to back (in every shard at once), reading after
-// each transaction would cost more than the acquiring itself. After a lone
-// change, or for a small watch, it reads again at once, so that the next
-// change is seen as soon as it is made.
+// settleAbove) that is in a burst of changes waits, before reading again, as
+// long as reading the whole watch takes: every change returns the whole
+// listing, and while thousands of keys are being acquired back to back (in
+// every shard at once), reading after each transaction would cost more than
+// the acquiring itself. A burst shows as a listing with more than
+// settleBurst changes, or as a blocking query that answered within
+// settleQuick, without having had to wait. After a lone change, or for a
+// small watch, it reads again at once, so that the next change is seen as
+// soon as it is made.
 const (
 	settleAbove = 1000
 	settleBurst = 16
+	settleQuick = 50 * time.Millisecond
 )
 
-// next starts the next blocking query, after a pause for a burst in a large
+// next starts the next blocking query, after a pause in a burst of a large
 // watch.
 func (w *keyWatcher) next(m *listed, changes int) {
-	if changes > settleBurst && len(m.entries)*w.shards > settleAbove {
+	burst := changes > settleBurst || m.took < settleQuick
+	if burst && len(m.entries)*w.shards > settleAbove {
 		w.calls.after(min(m.took*time.Duration(w.shards), time.Second), &relist{})
 		return
 	}

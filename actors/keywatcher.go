@@ -30,6 +30,7 @@ type keyWatcher struct {
 	// of <KeyPrefix>/), one of shards; see shardPrefixes.
 	shard      string
 	shards     int
+	quick      int // blocking queries in a row that answered at once
 	calls      *calls
 	index      uint64
 	entries    map[string]consul.Entry
@@ -112,20 +113,27 @@ func (w *keyWatcher) Receive(c actor.Context) {
 // listing, and while thousands of keys are being acquired back to back (in
 // every shard at once), reading after each transaction would cost more than
 // the acquiring itself. A burst shows as a listing with more than
-// settleBurst changes, or as a blocking query that answered within
-// settleQuick, without having had to wait. After a lone change, or for a
-// small watch, it reads again at once, so that the next change is seen as
-// soon as it is made.
+// settleBurst changes, or as settleRun blocking queries in a row that
+// answered within settleQuick, without having had to wait (a release and the
+// next leader's acquisition are two quick ones, not a burst). Otherwise, or
+// for a small watch, it reads again at once, so that the next change is seen
+// as soon as it is made.
 const (
 	settleAbove = 1000
 	settleBurst = 16
 	settleQuick = 50 * time.Millisecond
+	settleRun   = 3
 )
 
 // next starts the next blocking query, after a pause in a burst of a large
 // watch.
 func (w *keyWatcher) next(m *listed, changes int) {
-	burst := changes > settleBurst || m.took < settleQuick
+	if m.took < settleQuick {
+		w.quick++
+	} else {
+		w.quick = 0
+	}
+	burst := changes > settleBurst || w.quick >= settleRun
 	if burst && len(m.entries)*w.shards > settleAbove {
 		w.calls.after(min(m.took*time.Duration(w.shards), time.Second), &relist{})
 		return

@@ -1,4 +1,4 @@
-// Package bench is the benchmark harness of issue 5: it measures the
+// Package bench is the benchmark harness of consul-elect: it measures the
 // consul-elect engine side by side with HashiCorp's api.Lock (through
 // consul/reference) on the same real Consul agent, in one run, and reports
 // each figure as a table row with both values and their ratio.

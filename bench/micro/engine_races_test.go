@@ -11,7 +11,7 @@ import (
 	"github.com/excalibur/consul-elect/messages"
 )
 
-// Races in the lock actor found while building the harness (issue 5), each
+// Races in the lock actor found while building the benchmark harness, each
 // forced with an in-memory backend that delays one call. All three are fixed
 // (the first two in 91c03a7); these tests guard them.
 

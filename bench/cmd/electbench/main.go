@@ -1,4 +1,4 @@
-// Command electbench runs the benchmark harness of issue 5: it starts its own
+// Command electbench runs the benchmark harness (package bench): it starts its own
 // Consul dev agent (internal/devconsul, default limits), measures
 // consul-elect and HashiCorp's api.Lock side by side on it, and prints the
 // results as a Markdown table with ratios.

@@ -16,9 +16,11 @@ import (
 // SIGKILL, the command is not: run it under a service manager that kills the
 // whole service (launchd, a FreeBSD rc.d supervisor).
 
-func startChild(argv, env []string, logger *zap.Logger) (*child, error) {
+// start starts the command with vars added to consul-elect's environment.
+func (p *prepared) start(vars []string) (*child, error) {
+	argv, logger := p.argv, p.logger
 	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = env
+	cmd.Env = append(os.Environ(), vars...)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {

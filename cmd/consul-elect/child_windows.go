@@ -3,8 +3,6 @@ package main
 import (
 	"os"
 	"os/exec"
-
-	"go.uber.org/zap"
 )
 
 // Windows has no SIGTERM for a console-less process: stopping the command is
@@ -12,9 +10,11 @@ import (
 // reached. If consul-elect is killed, the command is not: run it under a
 // service manager that ends the whole service (a job object).
 
-func startChild(argv, env []string, logger *zap.Logger) (*child, error) {
+// start starts the command with vars added to consul-elect's environment.
+func (p *prepared) start(vars []string) (*child, error) {
+	argv, logger := p.argv, p.logger
 	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = env
+	cmd.Env = append(os.Environ(), vars...)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	if err := cmd.Start(); err != nil {
 		return nil, err

@@ -279,7 +279,8 @@ func runCommand(env *cli, args []string) error {
 	opts.Backend = client
 	opts.Logger = engineLogger
 
-	ctx, stopNotify := signal.NotifyContext(context.Background(), stopSignals...)
+	stop := &stopper{}
+	ctx, stopNotify := stop.notify()
 	defer stopNotify()
 
 	metrics, err := newRunMetrics(f.resource, timing)
@@ -308,7 +309,8 @@ func runCommand(env *cli, args []string) error {
 	if err != nil {
 		return fmt.Errorf("starting the election: %w", err)
 	}
-	r := &runner{flags: f, killGrace: opts.SelfFenceMargin, election: election, logger: logger, metrics: metrics}
+	r := &runner{flags: f, killGrace: opts.SelfFenceMargin, election: election, logger: logger, metrics: metrics,
+		launcher: &launcher{argv: f.command, logger: logger}, stopper: stop}
 	return r.run(ctx)
 }
 
@@ -319,6 +321,57 @@ type runner struct {
 	election  *consulelect.Election
 	logger    *zap.Logger
 	metrics   *runMetrics
+	// launcher starts each term's command, prepared ahead of the term.
+	launcher *launcher
+	// ending is done once run is to end (a stop signal): a term stops its
+	// command at once, without waiting for the engine to end the term.
+	ending  context.Context
+	stopper *stopper
+}
+
+// stopper turns the stop signals into the end of run. The command of a term
+// gets its SIGTERM from the goroutine that received the signal, before
+// anything else hears of it; then run's context is cancelled, and the term
+// and the engine end as for any planned end (the release waits for the
+// command to be gone).
+type stopper struct {
+	mu      sync.Mutex
+	stopped bool
+	current *child // the term's command, while it runs
+}
+
+// notify returns a context cancelled by the first stop signal.
+func (s *stopper) notify() (context.Context, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, stopSignals...)
+	go func() {
+		select {
+		case <-signals:
+			s.mu.Lock()
+			s.stopped = true
+			if s.current != nil {
+				s.current.sigterm()
+			}
+			s.mu.Unlock()
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(signals)
+		cancel()
+	}
+}
+
+// running records the term's command (nil once it has ended).
+func (s *stopper) running(c *child) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.current = c
+	if c != nil && s.stopped {
+		c.sigterm() // the signal came while it was starting
+	}
 }
 
 // startupError is a problem Consul will not get over by itself (a denied
@@ -359,6 +412,9 @@ func (r *runner) run(signals context.Context) error {
 // stops it at once. Until the first command starts, --timeout bounds the
 // wait.
 func (r *runner) lead(ctx context.Context) error {
+	r.ending = ctx
+	r.launcher.prepare()
+	defer r.launcher.close()
 	campaign, giveUp := context.WithCancel(ctx)
 	defer giveUp()
 	var (
@@ -394,26 +450,38 @@ func (r *runner) lead(ctx context.Context) error {
 	return r.stopped(ctx, err)
 }
 
-// term runs the command during one term: until the term ends (then it stops
-// the command and returns nil) or the command exits on its own (then it
-// returns the command's exit code as an exitCodeError, and Run releases).
+// term runs the command during one term: until the term ends, or run is
+// to end (then it stops the command and returns nil), or the command exits
+// on its own (then it returns the command's exit code as an exitCodeError,
+// and Run releases).
+//
+// On a stop signal the command is stopped at once, while the engine ends
+// the term: either way the lock is released only once term has returned,
+// after the command has stopped.
 func (r *runner) term(ctx context.Context, lead *consulelect.Leadership) error {
 	child, err := r.startCommand(lead)
 	if err != nil {
 		return err
 	}
+	r.stopper.running(child)
+	defer r.stopper.running(nil)
 	select {
 	case <-ctx.Done():
 		lost, _ := lead.Lost()
 		r.logger.Info("the term ended; stopping the command", zap.String("reason", string(lost.Reason)),
 			zap.Uint64("fencing_token", lead.FencingToken))
-		r.stopCommand(child, lead)
-		return nil
+	case <-r.ending.Done():
+		r.logger.Info("stopping: stopping the command before releasing the lock", zap.Uint64("fencing_token", lead.FencingToken))
 	case <-child.done:
 		r.metrics.commandRunning.Set(0)
 		r.logger.Info("the command exited; releasing the lock", zap.Int("exit_code", child.exitCode))
 		return &exitCodeError{code: child.exitCode}
 	}
+	r.stopCommand(child, lead)
+	if r.ending.Err() == nil {
+		r.launcher.prepare() // for the next term
+	}
+	return nil
 }
 
 // stopped says why lead ended: a signal (exit 0) or a start-up error.
@@ -429,14 +497,14 @@ func (r *runner) stopped(ctx context.Context, err error) error {
 }
 
 func (r *runner) startCommand(lead *consulelect.Leadership) (*child, error) {
-	env := append(os.Environ(),
-		envResource+"="+r.flags.resource,
-		envID+"="+lead.CandidateID,
-		envSession+"="+lead.Session,
-		envKey+"="+r.flags.key(),
-		envFencingToken+"="+strconv.FormatUint(lead.FencingToken, 10),
-	)
-	child, err := startChild(r.flags.command, env, r.logger)
+	vars := []string{
+		envResource + "=" + r.flags.resource,
+		envID + "=" + lead.CandidateID,
+		envSession + "=" + lead.Session,
+		envKey + "=" + r.flags.key(),
+		envFencingToken + "=" + strconv.FormatUint(lead.FencingToken, 10),
+	}
+	child, err := r.launcher.start(vars)
 	if err != nil {
 		return nil, fmt.Errorf("starting %s: %w", r.flags.command[0], err)
 	}

@@ -5,6 +5,7 @@
 //
 //	go run ./bench/cmd/electbench all           # every figure (the default)
 //	go run ./bench/cmd/electbench handover      # figure 1
+//	go run ./bench/cmd/electbench cli-handover  # figure 1b (consul-elect run against an api.Lock CLI)
 //	go run ./bench/cmd/electbench failover      # figure 2
 //	go run ./bench/cmd/electbench fastfailover  # figure 3
 //	go run ./bench/cmd/electbench idle          # figure 4
@@ -40,7 +41,10 @@ import (
 
 // figureNames are the figures of "all", in the order they run; fleet runs
 // after them, only when named.
-var figureNames = []string{"handover", "failover", "fastfailover", "idle", "scale", "micro"}
+var figureNames = []string{"handover", "cli-handover", "failover", "fastfailover", "idle", "scale", "micro"}
+
+// cliConfig sizes figure 1b.
+var cliConfig = bench.DefaultCLIConfig()
 
 const fleetFigure = "fleet"
 
@@ -52,6 +56,7 @@ func main() {
 	cfg := bench.DefaultConfig()
 	figures := flag.String("figure", "all", "comma-separated figures to run: "+strings.Join(figureNames, ", ")+", "+fleetFigure+", or all (figures 1–6; or name them as arguments)")
 	flag.IntVar(&cfg.Handovers, "handovers", cfg.Handovers, "figure 1: measured handovers per implementation")
+	flag.IntVar(&cliConfig.Handovers, "cli-handovers", cliConfig.Handovers, "figure 1b: measured handovers per command line")
 	flag.IntVar(&cfg.FailoverSamples, "failover-samples", cfg.FailoverSamples, "figure 2: samples per implementation and variant")
 	flag.DurationVar(&cfg.FailoverTTL, "failover-ttl", cfg.FailoverTTL, "figure 2: session TTL of the leader that dies")
 	flag.DurationVar(&cfg.LockDelay, "lock-delay", cfg.LockDelay, "figure 2: lock-delay L")
@@ -149,6 +154,8 @@ func run(ctx context.Context, cfg bench.Config, selected map[string]bool, profil
 		switch name {
 		case "handover":
 			f = bench.Handover(ctx, env, cfg)
+		case "cli-handover":
+			f = bench.CLIHandover(ctx, env, cliConfig)
 		case "failover":
 			f = bench.Failover(ctx, env, cfg)
 		case "fastfailover":

@@ -49,8 +49,16 @@ type AsyncAcquirer interface {
 	AcquireAsync(ctx context.Context, key, session string, value []byte, done func(consul.Entry, error))
 }
 
+// Pruner is implemented by backends that delete a key only if it is
+// unchanged. With one, the engine deletes the registry entries of candidates
+// gone for a while (see registryPruneAfter); without, they stay.
+type Pruner interface {
+	DeleteIfUnchanged(ctx context.Context, key string, index uint64) (bool, error)
+}
+
 var (
 	_ Backend         = (*consul.Client)(nil)
 	_ FailoverBackend = (*consul.Client)(nil)
 	_ AsyncAcquirer   = (*consul.Client)(nil)
+	_ Pruner          = (*consul.Client)(nil)
 )

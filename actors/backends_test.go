@@ -14,6 +14,7 @@ import (
 	"github.com/excalibur/consul-elect/consul"
 	"github.com/excalibur/consul-elect/inmem"
 	"github.com/excalibur/consul-elect/internal/devconsul"
+	"github.com/excalibur/consul-elect/internal/registry"
 	"github.com/excalibur/consul-elect/messages"
 )
 
@@ -124,6 +125,7 @@ var behaviours = []struct {
 	{"StopReleasesTheKeyAndDestroysTheSession", false, stopReleases},
 	{"NewLeaderIsNotDeposedByAnObservationOlderThanItsAcquisition", false, notDeposedByStaleObservation},
 	{"KeyDeletedRightAfterTheAcquisitionIsNoticed", false, deletedRightAfterAcquisition},
+	{"RegistryForgetsCandidatesGoneForAWhile", false, registryForgetsTheGone},
 }
 
 func TestEngineBehavesAlikeOnConsulAndInMemory(t *testing.T) {
@@ -455,5 +457,67 @@ func deletedRightAfterAcquisition(t *testing.T, svc *lockService) {
 			t.Fatalf("election %d: leads again with token %d, not above %d", i, again.FencingToken, won.FencingToken)
 		}
 		c.stop()
+	}
+}
+
+// registryForgetsTheGone: an entry of the candidate registry without a
+// session (its candidate is gone) is deleted once it has been so, unchanged,
+// for the prune delay; one still being written is not; live candidates'
+// entries stay.
+func registryForgetsTheGone(t *testing.T, svc *lockService) {
+	const after = time.Second
+	actors.SetRegistryPruneAfter(t, after) // its cleanup runs after the candidates'
+	a, b := startCandidate(t, svc.options("a")), startCandidate(t, svc.options("b"))
+	for _, c := range []*candidate{a, b} {
+		c.campaign(resource)
+	}
+	await[messages.LeaderChanged](b, 15*time.Second, func(e messages.LeaderChanged) bool { return e.LeaderID != "" })
+	prefix := svc.options("").KeyPrefix
+	gone, busy := registry.Key(prefix, "gone"), registry.Key(prefix, "busy")
+	writes := 0
+	put := func(key, id string) {
+		writes++ // a different value each time: an unchanged one is no write
+		record := registry.Record{ID: id, Version: fmt.Sprint(writes)}
+		if err := svc.op.Put(ctxFor(t), key, registry.Encode(record), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exists := func(key string) bool {
+		_, ok, err := svc.op.Get(ctxFor(t), key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	put(gone, "gone")
+	put(busy, "busy")
+	// busy is written again every 300ms, so it never stays unchanged for the
+	// delay: it outlives gone, which must go within a few delays.
+	start := time.Now()
+	for exists(gone) {
+		if time.Since(start) > 15*time.Second {
+			t.Fatalf("the gone candidate's entry is still there after %s (prune delay %s)", time.Since(start), after)
+		}
+		put(busy, "busy")
+		time.Sleep(300 * time.Millisecond)
+	}
+	if !exists(busy) {
+		t.Fatal("an entry written 300ms ago was deleted")
+	}
+	for _, id := range []string{"a", "b"} {
+		if !exists(registry.Key(prefix, id)) {
+			t.Fatalf("live candidate %s's entry was deleted", id)
+		}
+	}
+	// Left alone, busy goes too.
+	deadline := time.Now().Add(15 * time.Second)
+	for exists(busy) {
+		if time.Now().After(deadline) {
+			t.Fatal("an entry left alone is still there after 15s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if st := a.state(resource); len(st.Candidates) != 2 {
+		t.Fatalf("live candidates %+v; want a and b", st.Candidates)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -39,6 +40,17 @@ type registryActor struct {
 	watchRetry     backoff.Backoff
 	synced         bool // the registry has been read once
 	live           []messages.Candidate
+	// Pruning the entries of candidates gone for a while (see prune).
+	entries  []consul.Entry       // the last listing
+	gone     map[string]goneEntry // key → since when it is without a session, unchanged
+	deleting map[string]bool      // deletes in flight
+	pruneAt  *time.Timer
+}
+
+// goneEntry is a registry entry seen without a session.
+type goneEntry struct {
+	index uint64 // its ModifyIndex
+	since time.Time
 }
 
 type (
@@ -53,11 +65,29 @@ type (
 		err     error
 	}
 	registryRelist struct{}
+	registryPrune  struct{}
+	registryPruned struct {
+		key string
+		err error
+	}
 )
 
 // registryCoalesce gathers the campaigns that start together (a Campaign per
 // resource at start-up) into one write of the entry.
 const registryCoalesce = 100 * time.Millisecond
+
+// The registry keeps an entry for every candidate id that ever campaigned
+// (by default host-pid, new at every start), and every candidate reads them
+// all on each change. An entry without a session, unchanged for
+// registryPruneAfter, is deleted; a candidate that comes back writes its entry
+// again. At most registryPruneBatch deletes are in flight; each one's change
+// wakes the watch, which goes on with the next.
+var registryPruneAfter = 10 * time.Minute
+
+const (
+	registryPruneBatch = 8
+	registryPruneRetry = time.Minute
+)
 
 func (r *registryActor) Receive(c actor.Context) {
 	switch m := c.Message().(type) {
@@ -66,13 +96,21 @@ func (r *registryActor) Receive(c actor.Context) {
 		r.retry = backoff.New(100*time.Millisecond, 5*time.Second)
 		r.watchRetry = backoff.New(100*time.Millisecond, 5*time.Second)
 		r.key = registry.Key(r.prefix, r.opts.CandidateID)
+		r.gone, r.deleting = map[string]goneEntry{}, map[string]bool{}
 		r.record = registry.Record{ID: r.opts.CandidateID, Priority: r.opts.Priority, Healthy: true,
 			Version: registry.Version(), Started: time.Now().UTC()}
 		c.Request(c.Parent(), &protocol.ChildStarted{})
 		r.list()
 	case *protocol.SessionReady:
+		// A new session's entry is written at once, not after the campaigns
+		// still being gathered: until the first one lands the registry's
+		// prefix is empty, and a blocking query on an empty prefix answers
+		// on every write to Consul's KV store.
 		r.session, r.record.Node = m.ID, m.Node
-		r.changed(0)
+		r.dirty = true
+		r.calls.cancelTimer(r.flush)
+		r.flush = nil
+		r.write()
 	case *protocol.SessionGone:
 		if m.ID == r.session {
 			r.session = ""
@@ -112,6 +150,16 @@ func (r *registryActor) Receive(c actor.Context) {
 		r.list()
 	case *registryListed:
 		r.listed(c, m)
+	case *registryPrune:
+		r.pruneAt = nil
+		r.prune()
+	case *registryPruned:
+		delete(r.deleting, m.key)
+		if m.err != nil {
+			r.consulError("delete a gone candidate's entry", m.err)
+			r.logger.Debug("deleting a gone candidate's registry entry failed", zap.String("key", m.key), zap.Error(m.err))
+			r.schedulePrune(registryPruneRetry)
+		}
 	case *actor.Stopping, *actor.Restarting:
 		r.calls.stop()
 	}
@@ -160,13 +208,82 @@ func (r *registryActor) listed(c actor.Context, m *registryListed) {
 		return
 	}
 	r.watchRetry.Reset()
-	r.index = m.index
+	r.index, r.entries = m.index, m.entries
 	live := registry.Live(m.entries, "")
 	if !r.synced || !slices.EqualFunc(live, r.live, sameCandidate) {
 		r.synced, r.live = true, live
 		c.Send(c.Parent(), &protocol.CandidatesChanged{Candidates: live})
 	}
+	r.prune()
 	r.list()
+}
+
+// prune deletes the entries of the last listing that have been without a
+// session, unchanged, for registryPruneAfter. Only one candidate does it, the
+// live one first by id, so that the others do not send the same deletes; a
+// delete is check-and-set, so an entry written meanwhile (its candidate came
+// back) stays.
+func (r *registryActor) prune() {
+	pruner, ok := r.backend.(Pruner)
+	if !ok || !r.pruner() {
+		clear(r.gone)
+		return
+	}
+	now := time.Now()
+	var next time.Duration // until the next entry is due; 0: none
+	seen := map[string]bool{}
+	for _, e := range r.entries {
+		if e.Session != "" || e.Key == r.key {
+			continue
+		}
+		seen[e.Key] = true
+		g, ok := r.gone[e.Key]
+		if !ok || g.index != e.ModifyIndex {
+			g = goneEntry{index: e.ModifyIndex, since: now}
+			r.gone[e.Key] = g
+		}
+		left := registryPruneAfter - now.Sub(g.since)
+		switch {
+		case r.deleting[e.Key]:
+		case left > 0:
+			if next == 0 || left < next {
+				next = left
+			}
+		case len(r.deleting) < registryPruneBatch:
+			r.deleting[e.Key] = true
+			key, index := e.Key, e.ModifyIndex
+			r.calls.run(func(ctx context.Context) any {
+				ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+				defer cancel()
+				_, err := pruner.DeleteIfUnchanged(ctx, key, index)
+				return &registryPruned{key: key, err: err}
+			})
+		}
+	}
+	for key := range r.gone {
+		if !seen[key] {
+			delete(r.gone, key)
+		}
+	}
+	if next > 0 {
+		r.schedulePrune(next)
+	}
+}
+
+// pruner reports whether this candidate is the one that prunes: the live
+// candidate first by id.
+func (r *registryActor) pruner() bool {
+	if len(r.live) == 0 {
+		return false
+	}
+	first := slices.MinFunc(r.live, func(a, b messages.Candidate) int { return strings.Compare(a.ID, b.ID) })
+	return first.ID == r.opts.CandidateID
+}
+
+func (r *registryActor) schedulePrune(after time.Duration) {
+	if r.pruneAt == nil {
+		r.pruneAt = r.calls.after(after, &registryPrune{})
+	}
 }
 
 func sameCandidate(a, b messages.Candidate) bool {

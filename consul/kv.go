@@ -35,6 +35,15 @@ func (c *Client) ListPrefix(ctx context.Context, prefix string, index uint64, wa
 	if err != nil {
 		return nil, index, wrap("list "+prefix, err)
 	}
+	// A listing the token may not read in full answers as if the hidden keys
+	// did not exist. Consul checks a blocking query's token once, when the
+	// query starts: one begun while the token lacked its policy goes on
+	// hiding the keys after the policy is back, and would report a key just
+	// acquired as deleted.
+	if meta.ResultsFilteredByACLs {
+		return nil, index, &Error{Op: "list " + prefix, Kind: ErrPermissionDenied,
+			Err: errors.New("the ACL token may not read every key under the prefix")}
+	}
 	entries := make([]Entry, 0, len(pairs))
 	for _, p := range pairs {
 		entries = append(entries, entryOf(p))
@@ -127,6 +136,14 @@ func (c *Client) Release(ctx context.Context, key, session string, value []byte)
 		return nil
 	}
 	return err
+}
+
+// DeleteIfUnchanged deletes key only if its ModifyIndex is still index (a
+// check-and-set delete), and reports whether it did: a key written since is
+// left alone.
+func (c *Client) DeleteIfUnchanged(ctx context.Context, key string, index uint64) (bool, error) {
+	deleted, _, err := c.api.KV().DeleteCAS(&api.KVPair{Key: key, ModifyIndex: index}, (&api.WriteOptions{}).WithContext(ctx))
+	return deleted, wrap("delete "+key, err)
 }
 
 // Fence identifies one leadership of a lock key: the key, the session that

@@ -140,6 +140,28 @@ func (s *Store) Release(ctx context.Context, key, session string, value []byte) 
 	return err
 }
 
+// DeleteIfUnchanged deletes key only if its ModifyIndex is still index, like
+// consul.Client.DeleteIfUnchanged, and reports whether it did.
+func (s *Store) DeleteIfUnchanged(ctx context.Context, key string, index uint64) (bool, error) {
+	op := "delete " + key
+	if err := s.enter(ctx, op); err != nil {
+		return false, err
+	}
+	old, ok := s.kvs[key]
+	deleted := ok && old.ModifyIndex == index
+	if deleted {
+		idx := s.next()
+		delete(s.kvs, key)
+		s.tombstones[key] = idx
+		s.kvIndex = idx
+	}
+	s.mu.Unlock()
+	if err := s.leave(ctx, op); err != nil {
+		return false, err
+	}
+	return deleted, nil
+}
+
 // ReleaseAny unlocks key on behalf of whichever session holds it, keeping
 // its value and flags, as an operator would (never frozen). It returns the
 // session that held it, "" if none.

@@ -49,6 +49,13 @@ type AsyncAcquirer interface {
 	AcquireAsync(ctx context.Context, key, session string, value []byte, done func(consul.Entry, error))
 }
 
+// AsyncReleaser is implemented by backends that release without a goroutine
+// per call (consul.Client batches releases too): done is called exactly once
+// with the result (or ctx's error) and must not block.
+type AsyncReleaser interface {
+	ReleaseAsync(ctx context.Context, key, session string, value []byte, done func(error))
+}
+
 // Pruner is implemented by backends that delete a key only if it is
 // unchanged. With one, the engine deletes the registry entries of candidates
 // gone for a while (see registryPruneAfter); without, they stay.
@@ -60,5 +67,6 @@ var (
 	_ Backend         = (*consul.Client)(nil)
 	_ FailoverBackend = (*consul.Client)(nil)
 	_ AsyncAcquirer   = (*consul.Client)(nil)
+	_ AsyncReleaser   = (*consul.Client)(nil)
 	_ Pruner          = (*consul.Client)(nil)
 )

@@ -557,13 +557,25 @@ func (l *lockActor) release(c actor.Context) {
 	l.state = releasing
 	session, value := l.session.ID, l.value
 	c.Send(l.parent, &protocol.Releasing{Key: l.key})
-	l.calls.run(func(ctx context.Context) any {
-		ctx, cancel := context.WithTimeout(ctx, destroyTimeout)
-		defer cancel()
-		if err := l.backend.Release(ctx, l.key, session, value); err != nil {
+	failed := func(err error) {
+		if err != nil {
 			l.logger.Warn("could not release the key; it is released when the session ends",
 				zap.String("key", l.key), zap.Error(err))
 		}
+	}
+	if async, ok := l.backend.(AsyncReleaser); ok {
+		ctx, cancel := context.WithTimeout(l.calls.ctx, destroyTimeout)
+		async.ReleaseAsync(ctx, l.key, session, value, func(err error) {
+			cancel()
+			failed(err)
+			l.calls.deliver(&releaseDone{})
+		})
+		return
+	}
+	l.calls.run(func(ctx context.Context) any {
+		ctx, cancel := context.WithTimeout(ctx, destroyTimeout)
+		defer cancel()
+		failed(l.backend.Release(ctx, l.key, session, value))
 		return &releaseDone{}
 	})
 }

@@ -128,9 +128,30 @@ func (c *Client) Proclaim(ctx context.Context, key, session string, value []byte
 // a transient one (the agent unreachable, or ctx ending while Consul answered
 // 429 or 5xx).
 func (c *Client) Release(ctx context.Context, key, session string, value []byte) error {
-	ops := api.TxnOps{{KV: &api.KVTxnOp{Verb: api.KVUnlock, Key: key, Session: session, Value: value, Flags: KeyFlags}}}
-	pair := &api.KVPair{Key: key, Session: session, Value: value, Flags: KeyFlags}
+	ops, pair := releaseOps(key, session, value)
 	_, err := c.batch.do(ctx, ops, pair)
+	return released(key, err)
+}
+
+// ReleaseAsync is Release without a goroutine per call: done is called
+// exactly once with its result, from the batcher's goroutine (so it must not
+// block). A Stop that releases ten thousand leaderships then holds no
+// goroutine each.
+func (c *Client) ReleaseAsync(ctx context.Context, key, session string, value []byte, done func(error)) {
+	ops, pair := releaseOps(key, session, value)
+	c.batch.submit(&txnRequest{ctx: ctx, ops: ops, release: pair, done: func(res txnResult) {
+		done(released(key, res.err))
+	}})
+}
+
+// releaseOps are a release as a transaction's operation and as a plain PUT
+// (sent when it is alone in its batch).
+func releaseOps(key, session string, value []byte) (api.TxnOps, *api.KVPair) {
+	ops := api.TxnOps{{KV: &api.KVTxnOp{Verb: api.KVUnlock, Key: key, Session: session, Value: value, Flags: KeyFlags}}}
+	return ops, &api.KVPair{Key: key, Session: session, Value: value, Flags: KeyFlags}
+}
+
+func released(key string, err error) error {
 	err = wrap("release "+key, err)
 	if errors.Is(err, ErrLockHeld) || isNotHeld(err) {
 		return nil

@@ -348,7 +348,9 @@ func (e *Election) Candidates(ctx context.Context, resource string) ([]messages.
 // live, healthy candidate for resource; empty: the healthy one of highest
 // priority other than the leader) takes the key while the others stay out.
 // It returns once to leads, or with an error: messages.ErrNoCandidate when to
-// is not a live, healthy candidate, messages.ErrNoLeader when nobody leads.
+// is not a live, healthy candidate, messages.ErrNoLeader when nobody leads,
+// and one naming the new leader when to did not take the key while the
+// others stayed out (it could not reach Consul, say) and another did.
 func (e *Election) Switchover(ctx context.Context, resource, to string) error {
 	if err := actors.ValidateResource(resource); err != nil {
 		return err
@@ -366,8 +368,11 @@ func (e *Election) Switchover(ctx context.Context, resource, to string) error {
 		if err != nil {
 			return err
 		}
-		if leader := state.Leader.LeaderID; leader != "" && leader != from && (to == "" || leader == to) {
-			return nil
+		if leader := state.Leader.LeaderID; leader != "" && leader != from {
+			if to == "" || leader == to {
+				return nil
+			}
+			return fmt.Errorf("consul-elect: switchover of %s: %s took over instead of %s", resource, leader, to)
 		}
 		select {
 		case <-ctx.Done():

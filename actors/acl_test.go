@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/excalibur/consul-elect/actors"
 	"github.com/excalibur/consul-elect/consul"
 	"github.com/excalibur/consul-elect/internal/devconsul"
 	"github.com/excalibur/consul-elect/messages"
@@ -129,4 +130,63 @@ func TestRevokedTokenLosesLeadershipAndRetriesAtABoundedRate(t *testing.T) {
 	if rate > 2 {
 		t.Fatalf("%.2f requests/s while denied; retries must back off", rate)
 	}
+}
+
+// aclTokenPolicies returns the policy links of the token with accessor.
+func aclTokenPolicies(t *testing.T, agent *devconsul.Agent, accessor string) []map[string]string {
+	t.Helper()
+	var token struct{ Policies []map[string]string }
+	aclCall(t, agent, http.MethodGet, "/v1/acl/token/"+accessor, nil, &token)
+	return token.Policies
+}
+
+// aclSetPolicies replaces the policies of the token with accessor; the token
+// itself, and so its secret, stays.
+func aclSetPolicies(t *testing.T, agent *devconsul.Agent, accessor string, policies []map[string]string) {
+	t.Helper()
+	if policies == nil {
+		policies = []map[string]string{}
+	}
+	aclCall(t, agent, http.MethodPut, "/v1/acl/token/"+accessor, map[string]any{"Policies": policies}, nil)
+}
+
+// recoveryBound is how soon after its rights come back a denied candidate
+// leads again: the engine's longest retry backoff cap (the supervisor's 10 s
+// restart cap; the actors' own retries cap at 5 s), then the old session's
+// invalidation (at most 2·SessionTTL) and the acquisition itself.
+func recoveryBound(opts actors.Options) time.Duration {
+	return 10*time.Second + 2*opts.SessionTTL + 5*time.Second
+}
+
+func TestPolicyDetachedWhileLeadingLosesLeadershipAndRestoredLeadsAgain(t *testing.T) {
+	agent := devconsul.ForTest(t, devconsul.Config{ACLDefaultDeny: true})
+	secret, accessor := aclTokenIDs(t, agent, minimalPolicy)
+	policies := aclTokenPolicies(t, agent, accessor)
+	opts := fastOptions(t, agent, "detached")
+	opts.KeyPrefix, opts.Token = "acl", secret
+	c := startCandidate(t, opts)
+	c.campaign(resource)
+	first := await[messages.LeadershipAcquired](c, 15*time.Second, nil)
+
+	aclSetPolicies(t, agent, accessor, nil)
+	lost := await[messages.LeadershipLost](c, 2*opts.SessionTTL, nil)
+	if lost.Reason != messages.ReasonPermissionDenied || !errors.Is(lost.Err, consul.ErrPermissionDenied) {
+		t.Fatalf("lost %q (%v); want permission denied", lost.Reason, lost.Err)
+	}
+	// Stay denied long enough for every retry to back off to its cap.
+	none[messages.LeadershipAcquired](c, 8*time.Second, nil)
+
+	aclSetPolicies(t, agent, accessor, policies)
+	restored := time.Now()
+	again := await[messages.LeadershipAcquired](c, recoveryBound(opts), nil)
+	took := time.Since(restored)
+	if again.FencingToken <= first.FencingToken {
+		t.Fatalf("led again with token %d; want a new term after token %d", again.FencingToken, first.FencingToken)
+	}
+	// And it keeps leading: no watch begun while denied deposes it.
+	none[messages.LeadershipLost](c, 2*time.Second, nil)
+	if st := c.state(resource); !st.IsLeader {
+		t.Fatalf("state %+v after leading again; want leader", st)
+	}
+	t.Logf("led again %s after the policy was restored (bound %s)", took.Round(time.Millisecond), recoveryBound(opts))
 }

@@ -83,3 +83,52 @@ func aclCall(t *testing.T, agent *devconsul.Agent, path string, in, out any) {
 		t.Fatal(err)
 	}
 }
+
+// minimalPolicy is the README's policy for the default --prefix.
+const minimalPolicy = `
+key_prefix "excalibur/leader-election/" { policy = "write" }
+key_prefix "excalibur/leader-election-candidates/" { policy = "write" }
+session_prefix "" { policy = "write" }
+node_prefix "" { policy = "read" }
+agent_prefix "" { policy = "read" }
+service_prefix "consul-elect" { policy = "write" }
+`
+
+func TestRunOutlivesAPolicyDetachedWhileLeadingAndLeadsAgainWhenItIsBack(t *testing.T) {
+	agent := devconsul.ForTest(t, devconsul.Config{ACLDefaultDeny: true})
+	var policy struct{ ID string }
+	aclCall(t, agent, "/v1/acl/policy", map[string]any{"Name": "minimal", "Rules": minimalPolicy}, &policy)
+	var acl struct{ AccessorID, SecretID string }
+	aclCall(t, agent, "/v1/acl/token", map[string]any{"Policies": []map[string]string{{"ID": policy.ID}}}, &acl)
+	setPolicies := func(policies []map[string]string) {
+		var ignored map[string]any
+		aclCall(t, agent, "/v1/acl/token/"+acl.AccessorID, map[string]any{"Policies": policies}, &ignored)
+	}
+	dir := t.TempDir()
+	p := runCandidate(t, agent, dir, "a", "--token-file", writeToken(t, acl.SecretID))
+	first := firstLeader(t, dir)
+
+	setPolicies([]map[string]string{})
+	// Renewals are denied: the command is stopped before the session's TTL
+	// (4s) could run out.
+	waitFor(t, 10*time.Second, "the command to be stopped", func() bool { return len(events(t, dir, "term")) > 0 })
+	time.Sleep(8 * time.Second) // denied long enough for every retry to back off to its cap
+	select {
+	case <-p.done:
+		t.Fatalf("consul-elect run exited with %d while its token was denied; want it to wait for its rights", p.code)
+	default:
+	}
+
+	setPolicies([]map[string]string{{"ID": policy.ID}})
+	restored := time.Now()
+	// The engine's longest retry backoff cap (10s), the old session's
+	// invalidation (2·TTL) and the lock-delay (1s) bound the return.
+	waitFor(t, 30*time.Second, "the command to start again", func() bool { return len(startedBy(t, dir, "a")) > 1 })
+	again := startedBy(t, dir, "a")[1]
+	if token(t, again) <= token(t, first) || again.Session == first.Session {
+		t.Fatalf("the command started again with session %s, fencing token %s, after %s, %s: want a new session and a greater token",
+			again.Session, again.FencingToken, first.Session, first.FencingToken)
+	}
+	t.Logf("the command started again %s after the policy was restored", time.Since(restored).Round(time.Millisecond))
+	noOverlap(t, dir)
+}

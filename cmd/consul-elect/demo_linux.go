@@ -65,7 +65,7 @@ func demoCommand(env *cli, args []string) error {
 			logger.Warn("stopping the Consul agent", zap.Error(err))
 		}
 	}()
-	fmt.Fprintf(out, "Consul %s is up at %s.\n\n", devconsul.ConsulVersion, agent.URL())
+	fmt.Fprintf(out, "Consul %s is up at %s.\n\n", devconsul.Version(), agent.URL())
 
 	client, err := consul.NewClient(consul.Config{Address: agent.URL()})
 	if err != nil {

@@ -12,6 +12,13 @@
 // agents, for tests of Consul's own failures (a raft leader killed, a client
 // agent restarted or crashed).
 //
+// The agents run ConsulVersion, built once from the Go module proxy and
+// cached (see Binary). To run the tests against another release once, set
+// CONSUL_ELECT_CONSUL_VERSION (e.g. v1.15.6): that release is built from
+// its own go.mod and go.sum and cached beside the default one; one whose
+// dependencies no longer build from the proxy fails with go build's error.
+// CONSUL_ELECT_CONSUL_BIN instead names a ready-made binary.
+//
 // The package talks to Consul over plain net/http rather than the official
 // client: only this project's consul package may depend on
 // github.com/hashicorp/consul/api.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	_ "embed"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,15 +16,33 @@ import (
 	"time"
 )
 
-// ConsulVersion is the Consul release the harness builds and runs.
+// ConsulVersion is the Consul release the harness builds and runs unless
+// $CONSUL_ELECT_CONSUL_VERSION names another.
 const ConsulVersion = "v1.14.11"
 
 // BinaryEnv names the environment variable that, when set, points at a
 // ready-made consul binary and skips the build entirely.
 const BinaryEnv = "CONSUL_ELECT_CONSUL_BIN"
 
-// The tools module that pins Consul and all of its dependencies. The files
-// carry a .txt suffix because a real go.mod inside this directory would make
+// VersionEnv names the environment variable that selects another Consul
+// release ("v1.15.6") to build and run instead of ConsulVersion, for running
+// the tests against it once. Each version is built and cached on its own.
+const VersionEnv = "CONSUL_ELECT_CONSUL_VERSION"
+
+// Version is the Consul release that Binary builds and runs:
+// $CONSUL_ELECT_CONSUL_VERSION, or ConsulVersion.
+func Version() string {
+	if v := strings.TrimSpace(os.Getenv(VersionEnv)); v != "" {
+		if !strings.HasPrefix(v, "v") {
+			v = "v" + v
+		}
+		return v
+	}
+	return ConsulVersion
+}
+
+// The tools module that pins ConsulVersion and all of its dependencies. The
+// files carry a .txt suffix because a real go.mod inside this directory would make
 // it a separate module, and go:embed cannot reach into another module.
 var (
 	//go:embed toolmod/go.mod.txt
@@ -47,7 +66,7 @@ const progressEvery = 15 * time.Second
 // Binary returns the path of a runnable consul binary.
 //
 // In order of preference: $CONSUL_ELECT_CONSUL_BIN; the cached build in
-// $XDG_CACHE_HOME (or ~/.cache)/consul-elect/consul-v1.14.11/consul if it
+// $XDG_CACHE_HOME (or ~/.cache)/consul-elect/consul-<Version()>/consul if it
 // runs; otherwise Consul is built from the Go module proxy into that cache.
 // The first build takes minutes, so progress lines are written to progress
 // (which may be nil). A file lock keeps concurrent test binaries from
@@ -99,11 +118,11 @@ func cacheDir() (string, error) {
 		}
 		base = filepath.Join(home, ".cache")
 	}
-	return filepath.Join(base, "consul-elect", "consul-"+ConsulVersion), nil
+	return filepath.Join(base, "consul-elect", "consul-"+Version()), nil
 }
 
 // binaryWorks guards against a truncated or foreign file in the cache: only a
-// binary that answers `consul version` with the pinned version is reused.
+// binary that answers `consul version` with the selected version is reused.
 func binaryWorks(ctx context.Context, bin string) bool {
 	if _, err := os.Stat(bin); err != nil {
 		return false
@@ -111,7 +130,7 @@ func binaryWorks(ctx context.Context, bin string) bool {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, bin, "version").Output()
-	return err == nil && bytes.Contains(out, []byte("Consul "+ConsulVersion))
+	return err == nil && bytes.Contains(out, []byte("Consul "+Version()+"\n"))
 }
 
 // lockFile takes an exclusive flock, polling so that ctx can abort the wait.
@@ -145,23 +164,29 @@ func lockFile(ctx context.Context, path string) (unlock func(), err error) {
 // writing to a temporary name first so that a killed build never leaves a
 // half-written binary where binaryWorks would look.
 func build(ctx context.Context, dir, bin string, progress io.Writer) error {
+	version := Version()
 	src := filepath.Join(dir, "src")
 	if err := os.MkdirAll(src, 0o755); err != nil {
 		return fmt.Errorf("devconsul: %w", err)
 	}
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		return fmt.Errorf("devconsul: building Consul needs the go command on PATH (or set %s): %w", BinaryEnv, err)
+	}
+	goMod, goSum := toolGoMod, toolGoSum
+	if version != ConsulVersion {
+		if goMod, goSum, err = toolModuleFor(ctx, goTool, version); err != nil {
+			return err
+		}
+	}
 	for name, data := range map[string][]byte{
-		"go.mod":   toolGoMod,
-		"go.sum":   toolGoSum,
+		"go.mod":   goMod,
+		"go.sum":   goSum,
 		"tools.go": []byte(toolsGo),
 	} {
 		if err := os.WriteFile(filepath.Join(src, name), data, 0o644); err != nil {
 			return fmt.Errorf("devconsul: write tools module: %w", err)
 		}
-	}
-
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		return fmt.Errorf("devconsul: building Consul needs the go command on PATH (or set %s): %w", BinaryEnv, err)
 	}
 	tmp := fmt.Sprintf("%s.tmp-%d", bin, os.Getpid())
 	defer os.Remove(tmp)
@@ -189,7 +214,7 @@ func build(ctx context.Context, dir, bin string, progress io.Writer) error {
 	start := time.Now()
 	msg := func() {
 		fmt.Fprintf(progress, "building Consul %s from the Go module proxy (first time only, ~5 min on 2 cores)… %s\n",
-			ConsulVersion, time.Since(start).Round(time.Second))
+			version, time.Since(start).Round(time.Second))
 	}
 	msg()
 	if err := cmd.Start(); err != nil {
@@ -210,13 +235,62 @@ wait:
 	}
 	if err != nil {
 		return fmt.Errorf("devconsul: go build github.com/hashicorp/consul@%s in %s failed after %s: %w\n%s",
-			ConsulVersion, src, time.Since(start).Round(time.Second), err, out.String())
+			version, src, time.Since(start).Round(time.Second), err, out.String())
 	}
 	if err := os.Rename(tmp, bin); err != nil {
 		return fmt.Errorf("devconsul: install consul binary: %w", err)
 	}
-	fmt.Fprintf(progress, "built Consul %s in %s: %s\n", ConsulVersion, time.Since(start).Round(time.Second), bin)
+	fmt.Fprintf(progress, "built Consul %s in %s: %s\n", version, time.Since(start).Round(time.Second), bin)
 	return nil
+}
+
+// toolModuleFor derives the tools module of a Consul version other than
+// ConsulVersion from that release's own go.mod and go.sum, so that it builds
+// with the dependency versions Consul was released with: the module line
+// becomes ours and requires Consul, and the replace directives that point
+// Consul's submodules (api, sdk, ...) at its source tree are dropped, so
+// that the submodules come from the proxy at the versions Consul requires.
+// Consul's exclude directives stay: a dependency's excludes do not apply.
+// Its go.sum also vouches for dependencies the checksum database may lack.
+func toolModuleFor(ctx context.Context, goTool, version string) (goMod, goSum []byte, err error) {
+	cmd := exec.CommandContext(ctx, goTool, "mod", "download", "-json", "github.com/hashicorp/consul@"+version)
+	cmd.Env = append(os.Environ(), "GOWORK=off")
+	cmd.Dir = os.TempDir()
+	out, err := cmd.Output()
+	var mod struct{ Dir, Error string }
+	if jerr := json.Unmarshal(out, &mod); jerr != nil || mod.Error != "" || mod.Dir == "" {
+		return nil, nil, fmt.Errorf("devconsul: download github.com/hashicorp/consul@%s: %v %s", version, err, mod.Error)
+	}
+	upstream, err := os.ReadFile(filepath.Join(mod.Dir, "go.mod"))
+	if err != nil {
+		return nil, nil, fmt.Errorf("devconsul: %w", err)
+	}
+	if goSum, err = os.ReadFile(filepath.Join(mod.Dir, "go.sum")); err != nil {
+		return nil, nil, fmt.Errorf("devconsul: %w", err)
+	}
+	return toolGoModFrom(upstream, version), goSum, nil
+}
+
+// toolGoModFrom is the tools module's go.mod for Consul version, made of
+// Consul's own go.mod upstream.
+func toolGoModFrom(upstream []byte, version string) []byte {
+	var b strings.Builder
+	fmt.Fprintf(&b, "module consul-elect-tools/consul\n\ngo 1.26\n\nrequire github.com/hashicorp/consul %s\n", version)
+	inReplace := false
+	for _, line := range strings.Split(string(upstream), "\n") {
+		trimmed := strings.TrimSpace(line)
+		switch {
+		case inReplace:
+			inReplace = trimmed != ")"
+		case trimmed == "replace (":
+			inReplace = true
+		case strings.HasPrefix(trimmed, "module "), strings.HasPrefix(trimmed, "go "),
+			strings.HasPrefix(trimmed, "toolchain "), strings.HasPrefix(trimmed, "replace "):
+		default:
+			b.WriteString(line + "\n")
+		}
+	}
+	return []byte(b.String())
 }
 
 // tailBuffer keeps only the end of go build's output: the error is at the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -15,8 +16,9 @@ import (
 	"go.uber.org/zap"
 )
 
-// keyWatcher keeps one blocking query over <KeyPrefix>/ and sends the root
-// every entry that changed. One query serves every resource of the engine, so
+// keyWatcher keeps one blocking query over <KeyPrefix>/ and sends every entry
+// that changed to the lock of its resource and to the root, which records it
+// (see deliver). One query serves every resource of the engine, so
 // the engine holds one long-poll connection to Consul however many resources
 // it elects (a query per key would reach the agent's per-client connection
 // limit at ~200 keys).
@@ -33,6 +35,7 @@ type keyWatcher struct {
 	quick      int // blocking queries in a row that answered at once
 	calls      *calls
 	index      uint64
+	checking   uint64 // an early answer's index, while it is read again (see listed)
 	entries    map[string]consul.Entry
 	lockDelays map[string]time.Duration // holder session → its lock-delay
 	asked      map[string]bool          // sessions whose info was requested
@@ -42,12 +45,19 @@ type keyWatcher struct {
 	pending    *protocol.KeysChanged // waiting for the check of our session
 	releasing  map[string]bool       // keys our locks release themselves
 	synced     bool                  // the first answer was sent
+
+	// Where changes go (see deliver).
+	locks       map[string]*actor.PID // resource → its lock, for this shard's resources
+	direct      bool                  // the root has given every lock its first state
+	throughRoot *protocol.KeysChanged // the last change sent through the root, until it says it passed it on
+	resends     map[string]bool       // locks that asked for their key's state before the first answer
 }
 
 // Results of the watcher's own calls.
 type (
 	listed struct {
 		entries []consul.Entry
+		waited  uint64 // the index the query waited at
 		index   uint64
 		took    time.Duration
 		err     error
@@ -59,6 +69,29 @@ type (
 		gone      bool
 	}
 	ourSessionChecked struct{ gone *protocol.SessionGone }
+)
+
+// The watcher's conversation with the root about where changes go.
+type (
+	// lockRoutes, from the root: the lock of each resource of the shard (nil:
+	// none any more), and direct once the root has given every lock its
+	// first state (then it stays so).
+	lockRoutes struct {
+		locks  map[string]*actor.PID
+		direct bool
+	}
+	// keysDelivered, to the root: changes the watcher has sent to the locks
+	// itself; the root records them.
+	keysDelivered struct{ entries []protocol.KeyEntry }
+	// keysPassedOn, from the root: it has handled a KeysChanged of the
+	// watcher's and passed its entries on to the locks.
+	keysPassedOn struct{ msg *protocol.KeysChanged }
+	// resendKey, from the root: lock (of resource) started after the first
+	// states were sent, or restarted; send it the key's state.
+	resendKey struct {
+		resource string
+		lock     *actor.PID
+	}
 )
 
 // watchWait is how long one blocking query waits at most.
@@ -73,6 +106,7 @@ func (w *keyWatcher) Receive(c actor.Context) {
 		w.lockDelays = map[string]time.Duration{}
 		w.asked = map[string]bool{}
 		w.releasing = map[string]bool{}
+		w.locks, w.resends = map[string]*actor.PID{}, map[string]bool{}
 		w.list()
 		c.Request(c.Parent(), &protocol.ChildStarted{})
 	case *protocol.SessionReady:
@@ -92,10 +126,30 @@ func (w *keyWatcher) Receive(c actor.Context) {
 	case *ourSessionChecked:
 		if w.pending != nil {
 			w.pending.SessionGone = m.gone
-			c.Request(c.Parent(), w.pending)
+			w.deliver(c, w.pending)
 			w.pending = nil
 		}
 		w.list()
+	case *lockRoutes:
+		for resource, pid := range m.locks {
+			if pid == nil {
+				delete(w.locks, resource)
+			} else {
+				w.locks[resource] = pid
+			}
+		}
+		w.direct = w.direct || m.direct
+	case *keysPassedOn:
+		if m.msg == w.throughRoot {
+			w.throughRoot = nil
+		}
+	case *resendKey:
+		w.locks[m.resource] = m.lock
+		if !w.synced {
+			w.resends[m.resource] = true // sent with the first answer
+			return
+		}
+		w.deliver(c, &protocol.KeysChanged{Entries: []protocol.KeyEntry{w.current(w.prefix + "/" + m.resource)}})
 	case *sessionLooked:
 		if m.gone {
 			delete(w.asked, m.id)
@@ -148,7 +202,7 @@ func (w *keyWatcher) list() {
 		defer cancel()
 		start := time.Now()
 		entries, next, err := w.backend.ListPrefix(ctx, w.prefix+"/"+w.shard, index, watchWait)
-		return &listed{entries: entries, index: next, took: time.Since(start), err: err}
+		return &listed{entries: entries, waited: index, index: next, took: time.Since(start), err: err}
 	})
 }
 
@@ -166,22 +220,50 @@ func (w *keyWatcher) listed(c actor.Context, m *listed) {
 		w.calls.after(wait, &relist{})
 		return
 	}
+	w.retry.Reset()
+	// When Consul's state is replaced (a snapshot restore), a blocking query
+	// in flight answers at once with the old state and the index it waited
+	// at, as if nothing had changed; a query at that index would then wait
+	// its whole wait, blind to the restored state, whose index is lower.
+	// Such an early answer without a change is read again at once, without
+	// blocking.
+	if w.synced && m.index == m.waited && m.waited > 0 && m.took < watchWait/2 {
+		w.checking, w.index = m.waited, 0
+		w.list()
+		return
+	}
+	// An index that went backwards means Consul's state was replaced: below
+	// the one just checked, or reset to 0 by the backend
+	// (blocking.NextIndex), in which case the next read answers at once with
+	// the real index.
+	restored := w.synced && (m.index == 0 || m.index < w.checking)
+	w.checking = 0
+	if restored {
+		w.logger.Warn("Consul's index went back (a snapshot restore?); every lock rereads its key",
+			zap.String("prefix", w.prefix+"/"+w.shard), zap.Uint64("index", m.index))
+	}
 	// The first answer is sent even when empty: it tells the locks their
-	// keys do not exist. An index that went backwards was reset to 0 by the
-	// backend (blocking.NextIndex), so the next read answers at once with
-	// the full listing.
+	// keys do not exist.
 	first := !w.synced
 	w.synced = true
-	w.retry.Reset()
 	w.index = m.index
-	changed, lostOurs := w.diff(m.entries, m.index)
+	changed, lostOurs := w.diff(m.entries, m.index, restored)
 	if len(changed) == 0 && !first {
 		w.list()
 		return
 	}
+	if first {
+		for resource := range w.resends {
+			key := w.prefix + "/" + resource
+			if !slices.ContainsFunc(changed, func(e protocol.KeyEntry) bool { return e.Key == key }) {
+				changed = append(changed, w.current(key))
+			}
+		}
+		clear(w.resends)
+	}
 	msg := &protocol.KeysChanged{Entries: changed}
 	if !lostOurs {
-		c.Request(c.Parent(), msg)
+		w.deliver(c, msg)
 		w.next(m, len(changed))
 		return
 	}
@@ -204,6 +286,42 @@ func (w *keyWatcher) listed(c actor.Context, m *listed) {
 		}
 		return &ourSessionChecked{gone: gone}
 	})
+}
+
+// deliver sends changed entries on. Once the root has given every lock its
+// first state, the watcher sends each entry straight to the lock of its
+// resource, one hop fewer on the way from a release to the standby's
+// acquire, and tells the root, which records them for State and Balance.
+// Until then, and while a change that may say our session is gone waits for
+// the check of the session, and for that change (the root makes every
+// leader step down first), they go through the root, which
+// passes the entries on; later changes follow the same way until the root
+// says it has (keysPassedOn), so that a lock never sees an older entry
+// after a newer one.
+func (w *keyWatcher) deliver(c actor.Context, msg *protocol.KeysChanged) {
+	if !w.direct || w.throughRoot != nil || w.pending != nil {
+		w.throughRoot = msg
+		c.Request(c.Parent(), msg)
+		return
+	}
+	for _, e := range msg.Entries {
+		resource := resourceOf(w.prefix, e.Key)
+		if pid, ok := w.locks[resource]; ok {
+			c.Send(pid, &protocol.KeyState{Resource: resource, Entry: e})
+		}
+	}
+	c.Request(c.Parent(), &keysDelivered{entries: msg.Entries})
+}
+
+// current is key's entry as of the last listing.
+func (w *keyWatcher) current(key string) protocol.KeyEntry {
+	e, ok := w.entries[key]
+	if !ok {
+		return protocol.KeyEntry{Key: key, Observed: w.index, HolderLockDelay: -1}
+	}
+	entry := w.decode(e)
+	entry.Observed = w.index
+	return entry
 }
 
 // sessionGone asks Consul whether session id is gone, trying again on a
@@ -231,7 +349,8 @@ func (w *keyWatcher) sessionGone(ctx context.Context, id string) bool {
 
 // diff updates the snapshot and returns the entries that changed (deleted
 // keys with Exists false) and whether a key held by our session lost it.
-func (w *keyWatcher) diff(list []consul.Entry, observed uint64) (changed []protocol.KeyEntry, lostOurs bool) {
+// After Consul's state was replaced (restored), every entry is marked so.
+func (w *keyWatcher) diff(list []consul.Entry, observed uint64, restored bool) (changed []protocol.KeyEntry, lostOurs bool) {
 	seen := make(map[string]consul.Entry, len(list))
 	for _, e := range list {
 		if !isLockKey(w.prefix, e.Key) {
@@ -243,7 +362,7 @@ func (w *keyWatcher) diff(list []consul.Entry, observed uint64) (changed []proto
 			continue
 		}
 		entry := w.decode(e)
-		entry.Observed = observed
+		entry.Observed, entry.Restored = observed, restored
 		if e.Session == "" && existed && old.Session != "" {
 			// Freed: the lock-delay that may apply is the last holder's.
 			entry.HolderLockDelay = w.holderLockDelay(old.Session)
@@ -257,12 +376,12 @@ func (w *keyWatcher) diff(list []consul.Entry, observed uint64) (changed []proto
 		changed = append(changed, entry)
 	}
 	for key, old := range w.entries {
-		if _, ok := seen[key]; !ok && old.ModifyIndex > observed {
+		if _, ok := seen[key]; !ok && old.ModifyIndex > observed && !restored {
 			// An acquisition's stand-in (expect), newer than this listing,
 			// which was read before it: keep it for the next listing.
 			seen[key] = old
 		} else if !ok {
-			changed = append(changed, protocol.KeyEntry{Key: key, Observed: observed, HolderLockDelay: w.holderLockDelay(old.Session)})
+			changed = append(changed, protocol.KeyEntry{Key: key, Observed: observed, Restored: restored, HolderLockDelay: w.holderLockDelay(old.Session)})
 			if old.Session != "" && old.Session == w.session && !w.releasing[key] {
 				lostOurs = true
 			}
@@ -285,12 +404,7 @@ func (w *keyWatcher) expect(c actor.Context, m *protocol.Holding) {
 		}
 		return
 	}
-	entry := protocol.KeyEntry{Key: m.Key, Observed: w.index, HolderLockDelay: -1}
-	if e, ok := w.entries[m.Key]; ok {
-		entry = w.decode(e)
-		entry.Observed = w.index
-	}
-	c.Request(c.Parent(), &protocol.KeysChanged{Entries: []protocol.KeyEntry{entry}})
+	w.deliver(c, &protocol.KeysChanged{Entries: []protocol.KeyEntry{w.current(m.Key)}})
 }
 
 // decode turns a Consul entry into a KeyEntry, asking for the holder

@@ -152,10 +152,13 @@ func (l *lockActor) Receive(c actor.Context) {
 			}
 		}
 	case *protocol.KeyState:
-		if l.state == leading && m.Entry.Observed < l.token {
+		if l.state == leading && m.Entry.Observed < l.token && !m.Entry.Restored {
 			return // read before our acquisition: it says nothing about it
 		}
 		l.observe(c, m.Entry)
+		if m.Entry.Restored {
+			l.restored()
+		}
 		l.consider(c)
 	case *acquireDone:
 		// A result of an older generation is dropped. If it acquired the key
@@ -313,6 +316,20 @@ func (l *lockActor) observe(c actor.Context, e protocol.KeyEntry) {
 		Session: e.Session, FencingToken: e.FencingToken, Since: e.Since, Metadata: e.Metadata})
 }
 
+// restored follows a replacement of Consul's state (a snapshot restore),
+// which ends the term of a leader whose session no longer holds the key
+// without the lock-delay that would have kept the others out while it stops
+// its work. The leader learns of it from the same listing as the others; a
+// follower leaves the key alone for LockDelay, as Consul would have (or
+// until its hold-off ends, if that is later).
+func (l *lockActor) restored() {
+	if l.state == leading || l.opts.LockDelay == 0 {
+		return
+	}
+	l.calls.cancelTimer(l.retryAt)
+	l.retryAt = l.calls.after(max(l.opts.LockDelay, time.Until(l.holdOffUntil)), &retryAcquire{})
+}
+
 // reportLeader publishes LeaderChanged when the holder, or its metadata,
 // differs from the last one reported.
 func (l *lockActor) reportLeader(now messages.LeaderChanged) {
@@ -467,17 +484,19 @@ func (l *lockActor) acquireDone(c actor.Context, m *acquireDone) {
 func (l *lockActor) lead(c actor.Context, entry consul.Entry) {
 	l.state, l.token = leading, entry.ModifyIndex
 	l.delayRetry.Reset()
-	c.Send(c.Parent(), &protocol.Holding{Key: l.key, Session: l.session.ID, Token: l.token})
-	l.logger.Info("leadership acquired", zap.String("resource", l.resource),
-		zap.String("session", l.session.ID), zap.Uint64("fencing_token", l.token))
 	l.acquired = messages.LeadershipAcquired{Resource: l.resource, Key: l.key, CandidateID: l.opts.CandidateID,
 		Session: l.session.ID, FencingToken: l.token, LockIndex: entry.LockIndex, At: time.Now()}
+	// The term's work starts first; saying so (the log, the other actors)
+	// follows.
 	l.publish(l.acquired)
+	l.startWorker(c)
+	l.logger.Info("leadership acquired", zap.String("resource", l.resource),
+		zap.String("session", l.session.ID), zap.Uint64("fencing_token", l.token))
+	c.Send(c.Parent(), &protocol.Holding{Key: l.key, Session: l.session.ID, Token: l.token})
 	v, _ := consul.DecodeValue(l.value)
 	l.reportLeader(messages.LeaderChanged{Resource: l.resource, CandidateID: l.opts.CandidateID, LeaderID: l.opts.CandidateID,
 		Node: l.session.Node, Session: l.session.ID, FencingToken: l.token, Since: v.AcquiredAt, Metadata: v.Metadata})
 	c.Send(c.Parent(), &protocol.Leading{Resource: l.resource, Leading: true})
-	l.startWorker(c)
 	l.preempt(c)
 }
 
@@ -509,17 +528,17 @@ func (l *lockActor) stepDown(c actor.Context, reason messages.Reason, err error)
 	if l.state != leading {
 		return false
 	}
-	l.logger.Info("leadership lost", zap.String("resource", l.resource), zap.String("reason", string(reason)), zap.Error(err))
 	l.publish(messages.LeadershipLost{Resource: l.resource, CandidateID: l.opts.CandidateID, Session: l.session.ID,
 		FencingToken: l.token, Reason: reason, Err: err, At: time.Now(),
 		StopBy: l.refreshes.stopBy(l.session.ID, l.timing)})
+	if l.worker != nil {
+		c.Stop(l.worker)
+	}
+	l.logger.Info("leadership lost", zap.String("resource", l.resource), zap.String("reason", string(reason)), zap.Error(err))
 	l.token = 0
 	l.calls.cancelTimer(l.preemptAt)
 	l.preemptAt = nil
 	c.Send(l.parent, &protocol.Leading{Resource: l.resource, Leading: false})
-	if l.worker != nil {
-		c.Stop(l.worker)
-	}
 	return true
 }
 

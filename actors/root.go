@@ -144,6 +144,10 @@ func (r *electionRoot) Receive(c actor.Context) {
 		}
 	case *protocol.KeysChanged:
 		r.keysChanged(c, m)
+	case *keysDelivered:
+		if from := c.Sender(); from != nil && slices.ContainsFunc(r.watchers, from.Equal) {
+			r.record(m.entries)
+		}
 	case *protocol.Holding:
 		c.Send(r.watcherOf(m.Key), m)
 	case *protocol.Releasing:
@@ -269,7 +273,12 @@ func (r *electionRoot) childStarted(c actor.Context, m *protocol.ChildStarted) {
 		c.Send(child, &ready)
 	}
 	if m.Resource != "" && r.synced {
-		c.Send(child, &protocol.KeyState{Resource: m.Resource, Entry: r.entryOf(m.Resource)})
+		// The watcher of its shard sends it its key's state, in order with
+		// the changes it sends it directly.
+		c.Send(r.watcherOf(r.eng.prefix+"/"+m.Resource), &resendKey{resource: m.Resource, lock: child})
+	}
+	if i := slices.IndexFunc(r.watchers, child.Equal); i >= 0 {
+		c.Send(child, &lockRoutes{locks: r.locksOf()[i], direct: r.synced})
 	}
 }
 
@@ -325,17 +334,16 @@ func (r *electionRoot) keysChanged(c actor.Context, m *protocol.KeysChanged) {
 	if gone := m.SessionGone; gone != nil && gone.ID == r.current.ID && gone.ID != "" {
 		r.sessionGone(c, gone)
 	}
-	for _, e := range m.Entries {
-		resource := resourceOf(r.eng.prefix, e.Key)
-		if e.Exists {
-			r.entries[resource] = e
-		} else {
-			delete(r.entries, resource)
-		}
-		if pid, ok := r.locks[resource]; ok && r.synced {
-			c.Send(pid, &protocol.KeyState{Resource: resource, Entry: e})
+	r.record(m.Entries)
+	if r.synced {
+		for _, e := range m.Entries {
+			resource := resourceOf(r.eng.prefix, e.Key)
+			if pid, ok := r.locks[resource]; ok {
+				c.Send(pid, &protocol.KeyState{Resource: resource, Entry: e})
+			}
 		}
 	}
+	defer c.Send(from, &keysPassedOn{msg: m}) // after the entries are passed on
 	if !r.synced {
 		r.answered[from.Id] = true
 		if len(r.answered) < len(r.watchers) {
@@ -345,7 +353,36 @@ func (r *electionRoot) keysChanged(c actor.Context, m *protocol.KeysChanged) {
 		for resource, pid := range r.locks {
 			c.Send(pid, &protocol.KeyState{Resource: resource, Entry: r.entryOf(resource)})
 		}
+		// From now on each watcher sends the changes to the locks itself.
+		for i, locks := range r.locksOf() {
+			c.Send(r.watchers[i], &lockRoutes{locks: locks, direct: true})
+		}
 	}
+}
+
+// record keeps the entries the watchers reported, for State, Balance and a
+// lock that starts before every shard is known.
+func (r *electionRoot) record(entries []protocol.KeyEntry) {
+	for _, e := range entries {
+		resource := resourceOf(r.eng.prefix, e.Key)
+		if e.Exists {
+			r.entries[resource] = e
+		} else {
+			delete(r.entries, resource)
+		}
+	}
+}
+
+// locksOf groups the lock actors by the watcher of their key's shard.
+func (r *electionRoot) locksOf() []map[string]*actor.PID {
+	of := make([]map[string]*actor.PID, len(r.watchers))
+	for i := range of {
+		of[i] = map[string]*actor.PID{}
+	}
+	for resource, pid := range r.locks {
+		of[max(shardOf(r.shards, resource), 0)][resource] = pid
+	}
+	return of
 }
 
 // watch starts a key watcher for each shard, in place of any before: when a
@@ -399,6 +436,7 @@ func (r *electionRoot) released(c actor.Context, m *protocol.Released) {
 	if !r.stopping {
 		if pid, ok := r.locks[m.Resource]; ok {
 			delete(r.locks, m.Resource)
+			c.Send(r.watcherOf(r.eng.prefix+"/"+m.Resource), &lockRoutes{locks: map[string]*actor.PID{m.Resource: nil}})
 			c.Stop(pid)
 			r.campaigning(c)
 		}

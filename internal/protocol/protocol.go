@@ -62,7 +62,13 @@ type KeyEntry struct {
 	// Observed is the index (X-Consul-Index) of the listing this entry comes
 	// from: an entry observed before a leadership's acquiring write
 	// (Observed < its fencing token) says nothing about that leadership.
-	Observed    uint64
+	Observed uint64
+	// Restored is set when the listing came after Consul's index went back
+	// (a snapshot restore, or an agent restarted without its data): Consul's
+	// state was replaced, so the entry is news to every leader whatever its
+	// token, and a key it shows free (or held by a candidate's own session)
+	// was not released with a lock-delay.
+	Restored    bool
 	Exists      bool
 	Session     string // holder session; empty when free
 	Flags       uint64
@@ -95,8 +101,9 @@ type KeysChanged struct {
 	SessionGone *SessionGone
 }
 
-// KeyState is sent by the root to lock[resource] with the latest entry of its
-// key (on change, and when the lock actor starts).
+// KeyState is sent to lock[resource] with the latest entry of its key (on
+// change, and when the lock actor starts): by the root until every shard of
+// the watch has answered once, then by the key watcher of the key's shard.
 type KeyState struct {
 	Resource string
 	Entry    KeyEntry

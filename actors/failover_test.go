@@ -115,6 +115,102 @@ func TestFastFailoverReplacesAKilledLeaderWithinTheCheckTTL(t *testing.T) {
 		opts.FastFailoverTTL, opts.SessionTTL)
 }
 
+// A supervisor starts a killed candidate again at once, with the same id: the
+// new process registers the same check, and must not keep the dead one's
+// session (and its lock) alive by feeding it.
+func TestFastFailoverLeaderRestartedAtOnceDoesNotKeepItsOldSessionAlive(t *testing.T) {
+	client, err := consul.NewClient(consul.Config{Address: shared.URL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(client.Close)
+	opts := fastOptions(t, shared, "reborn")
+	opts.SessionTTL = 60 * time.Second // Consul would reap it after ~120s
+	opts.FastFailover, opts.FastFailoverTTL = true, 2*time.Second
+	doomed := &deadBackend{Client: client, revived: make(chan struct{})}
+	opts.Backend = doomed
+	leader := startCandidate(t, opts)
+	t.Cleanup(func() { close(doomed.revived) })
+	leader.campaign(resource)
+	won := await[messages.LeadershipAcquired](leader, 15*time.Second, nil)
+
+	standbyOpts := opts
+	standbyOpts.CandidateID, standbyOpts.Backend = "standby", nil
+	standby := startCandidate(t, standbyOpts)
+	standby.campaign(resource)
+	await[messages.LeaderChanged](standby, 15*time.Second, func(e messages.LeaderChanged) bool { return e.LeaderID == "reborn" })
+
+	killed := time.Now()
+	doomed.dead.Store(true)
+	opts.Backend = nil
+	reborn := startCandidate(t, opts) // the same id, at once
+	reborn.campaign(resource)
+	next := await[messages.LeaderChanged](standby, 15*time.Second, func(e messages.LeaderChanged) bool {
+		return e.LeaderID != "" && e.Session != won.Session
+	})
+	t.Logf("%s leads %s after the leader died and was started again (check TTL %s, session TTL %s)", next.LeaderID,
+		time.Since(killed).Round(time.Millisecond), opts.FastFailoverTTL, opts.SessionTTL)
+	if _, err := client.SessionInfo(ctxFor(t), won.Session); !errors.Is(err, consul.ErrSessionGone) {
+		t.Errorf("the dead leader's session: %v; want it gone", err)
+	}
+}
+
+// A fast-failover candidate whose session is gone makes another: the check,
+// failed and registered anew for it, must pass on the servers before the
+// session is asked for.
+func TestFastFailoverCandidateLeadsAgainWithANewSession(t *testing.T) {
+	client, err := consul.NewClient(consul.Config{Address: shared.URL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(client.Close)
+	opts := fastOptions(t, shared, "again")
+	opts.FastFailover, opts.FastFailoverTTL = true, 2*time.Second
+	c := startCandidate(t, opts)
+	c.campaign(resource)
+	won := await[messages.LeadershipAcquired](c, 15*time.Second, nil)
+	for range 3 {
+		if err := client.DestroySession(ctxFor(t), won.Session); err != nil {
+			t.Fatal(err)
+		}
+		destroyed := time.Now()
+		await[messages.LeadershipLost](c, 5*time.Second, nil)
+		next := await[messages.LeadershipAcquired](c, 5*time.Second, nil)
+		if next.Session == won.Session {
+			t.Fatalf("led again with the destroyed session %s", won.Session)
+		}
+		t.Logf("leads again with a new session %s after the old one was destroyed", time.Since(destroyed).Round(time.Millisecond))
+		won = next
+	}
+}
+
+// A fast-failover candidate cut off from its agent for longer than its
+// check's TTL loses the check and the session; once the agent answers again
+// it must pass the check again (registering an existing check keeps its
+// status) and lead again.
+func TestFastFailoverCandidateCutOffPastItsCheckTTLLeadsAgain(t *testing.T) {
+	client, err := consul.NewClient(consul.Config{Address: shared.URL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(client.Close)
+	opts := fastOptions(t, shared, "cutoff")
+	opts.FastFailover, opts.FastFailoverTTL = true, 2*time.Second
+	cut := &deadBackend{Client: client, revived: make(chan struct{})}
+	opts.Backend = cut
+	c := startCandidate(t, opts)
+	t.Cleanup(func() { close(cut.revived) })
+	c.campaign(resource)
+	await[messages.LeadershipAcquired](c, 15*time.Second, nil)
+	cut.dead.Store(true)
+	await[messages.LeadershipLost](c, 5*time.Second, nil)
+	time.Sleep(2 * opts.FastFailoverTTL) // the check is critical, the session gone
+	cut.dead.Store(false)
+	healed := time.Now()
+	await[messages.LeadershipAcquired](c, 15*time.Second, nil)
+	t.Logf("leads again %s after the cut healed", time.Since(healed).Round(time.Millisecond))
+}
+
 func TestFastFailoverCheckIsDeregisteredOnStop(t *testing.T) {
 	opts := fastOptions(t, shared, "tidy")
 	opts.FastFailover = true

@@ -110,7 +110,15 @@ func (h *healthWatcher) Receive(c actor.Context) {
 func (h *healthWatcher) feed() {
 	checkID := h.opts.failoverCheck().CheckID
 	sentAt := time.Now()
-	abandonAt := h.feeding.abandonAt(h.lastFed, sentAt)
+	last := h.lastFed
+	if !sentAt.Before(last.Add(h.feeding.stepDownAfter)) {
+		// Past the step-down point no term is left to protect, and an
+		// update is still worth its answer: the next session needs the
+		// check passing. Without this, every attempt would be abandoned
+		// before it is sent.
+		last = time.Time{}
+	}
+	abandonAt := h.feeding.abandonAt(last, sentAt)
 	h.calls.run(func(ctx context.Context) any {
 		ctx, cancel := context.WithDeadline(ctx, abandonAt)
 		defer cancel()

@@ -191,10 +191,19 @@ func (s *sessionActor) create() {
 			// (Re-)register the candidate's check as passing: its TTL runs
 			// from here, and the session is bound to it.
 			check := opts.failoverCheck()
+			s.failPredecessor(ctx, spec.Node, check.CheckID)
 			checkFedAt = time.Now()
 			if err := s.failover.RegisterService(ctx, check); err != nil {
 				return &sessionCreated{gen: gen, err: err}
 			}
+			// Registering an existing check keeps its status: pass it
+			// explicitly. The agent tells the servers apart from the request,
+			// and a session asked for before they know the check passes is
+			// refused.
+			if err := s.failover.UpdateCheck(ctx, check.CheckID, "passing", ""); err != nil {
+				return &sessionCreated{gen: gen, err: err}
+			}
+			s.awaitCheck(ctx, spec.Node, check.CheckID, false)
 			if len(spec.NodeChecks) == 0 {
 				spec.NodeChecks = []string{"serfHealth"}
 			}
@@ -204,6 +213,52 @@ func (s *sessionActor) create() {
 		id, err := s.backend.CreateSession(ctx, spec)
 		return &sessionCreated{gen: gen, id: id, node: spec.Node, sentAt: sentAt, checkFedAt: checkFedAt, err: err}
 	})
+}
+
+// checkSyncWait bounds how long a new session waits for the servers to
+// know the status the agent was given for the candidate's check.
+const checkSyncWait = 2 * time.Second
+
+// failPredecessor fails the candidate's fast-failover check, if it is
+// registered, and waits until the servers know. A process with this
+// candidate id that died and was started again at once (a supervisor's
+// restart) may have left a session bound to the check; registering the check
+// as passing again would keep that session, and the keys it holds, alive
+// until Consul reaps it, up to 2×SessionTTL. A critical check makes Consul
+// invalidate it now, and lock-delay then covers whatever the dead process
+// left running. Any session of this engine's own is already gone or
+// abandoned when it creates another. Best effort: a failure here only
+// leaves the old session to its TTL.
+func (s *sessionActor) failPredecessor(ctx context.Context, node, checkID string) {
+	if err := s.failover.UpdateCheck(ctx, checkID, "critical", "consul-elect: a new session is being created"); err != nil {
+		return // not registered: the first start, or after a clean stop
+	}
+	// A registration as passing before the servers know would hide it.
+	s.awaitCheck(ctx, node, checkID, true)
+}
+
+// awaitCheck waits, at most checkSyncWait, until the servers' catalog shows
+// the check critical (or not): the agent syncs a check's status to them
+// apart from the request that set it.
+func (s *sessionActor) awaitCheck(ctx context.Context, node, checkID string, critical bool) {
+	ctx, cancel := context.WithTimeout(ctx, checkSyncWait)
+	defer cancel()
+	var index uint64
+	for ctx.Err() == nil {
+		check, next, err := s.backend.NodeCheck(ctx, node, checkID, index, checkSyncWait)
+		switch {
+		case err == nil && check.Critical() == critical:
+			return
+		case err != nil && next == index:
+			// Not answered (a check not yet synced is answered, with an
+			// error and the catalog's index): do not spin.
+			select {
+			case <-ctx.Done():
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+		index = next
+	}
 }
 
 func (s *sessionActor) created(c actor.Context, m *sessionCreated) {

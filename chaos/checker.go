@@ -29,10 +29,28 @@ const (
 	// RestartAgent: the Consul agent (the only server) restarts; its state
 	// survives.
 	RestartAgent FaultKind = "agent-restart"
+	// HangupLeader and QuitLeader: SIGHUP or SIGQUIT of the leader's
+	// consul-elect, which must hand over as on SIGTERM (stop the command,
+	// release, exit); the candidate is started again.
+	HangupLeader FaultKind = "sighup"
+	QuitLeader   FaultKind = "sigquit"
+	// HTTP500 and HTTP429: the leader's agent answers every request with
+	// 500 (or 429) for a burst that begins with a renewal. A short burst
+	// (ending before the leader's step-down point) must not cost the term;
+	// a long one (past it) must end it.
+	HTTP500 FaultKind = "http-500"
+	HTTP429 FaultKind = "http-429"
+	// DestroyFollowerSession: an operator destroys the session of a
+	// candidate that waits; it must create another and campaign on.
+	DestroyFollowerSession FaultKind = "follower-session-destroy"
+	// Switchover: an operator's `consul-elect switchover`: the leader stops
+	// its command, then releases, and another candidate leads.
+	Switchover FaultKind = "switchover"
 )
 
 // FaultKinds lists every kind, in the order reports show them.
-var FaultKinds = []FaultKind{KillLeader, FreezeLeader, FreezeElect, CutLeader, LatencySpike, DestroySession, RestartAgent}
+var FaultKinds = []FaultKind{KillLeader, FreezeLeader, FreezeElect, CutLeader, LatencySpike, DestroySession, RestartAgent,
+	HangupLeader, QuitLeader, HTTP500, HTTP429, DestroyFollowerSession, Switchover, SnapshotRestore}
 
 // Freezes reports whether the fault freezes the leader's consul-elect, so
 // that it cannot stop its command in time: only then may leadership
@@ -41,14 +59,32 @@ func (k FaultKind) Freezes() bool { return k == FreezeLeader || k == FreezeElect
 
 // ForcesTransition reports whether the fault always ends the leader's term:
 // every kind but a latency spike (which ends it only when renewals become
-// too slow) and an agent restart (which a fast agent survives).
-func (k FaultKind) ForcesTransition() bool { return k != LatencySpike && k != RestartAgent }
+// too slow), an agent restart (which a fast agent survives), an HTTP burst
+// (which ends it only when long: see Fault.EndsTerm), a destroyed
+// follower's session (which leaves the leader alone), and a Consul server
+// killed or cut off (which a session outlives when the others elect a raft
+// leader quickly enough).
+func (k FaultKind) ForcesTransition() bool {
+	switch k {
+	case LatencySpike, RestartAgent, HTTP500, HTTP429, DestroyFollowerSession, RaftLeaderKill, ServerCut:
+		return false
+	}
+	return true
+}
+
+// HTTPBurst reports whether the fault is a burst of error answers.
+func (k FaultKind) HTTPBurst() bool { return k == HTTP500 || k == HTTP429 }
+
+// HandsOver reports whether the fault asks the leader to end its term
+// (a signal that stops consul-elect, a switchover): the successor follows
+// the old command's exit and the release, without lock-delay.
+func (k FaultKind) HandsOver() bool { return k == HangupLeader || k == QuitLeader || k == Switchover }
 
 // Fault is one injected fault, as the harness recorded it.
 type Fault struct {
 	Seq    int
 	Kind   FaultKind
-	Target string    // the leader's candidate id
+	Target string    // the leader's candidate id; the follower's for DestroyFollowerSession
 	Token  uint64    // the leader's fencing token when the fault was injected
 	At     time.Time // injected
 	Healed time.Time // undone: resumed, reconnected, agent ready; At for a kill or a destroy
@@ -60,8 +96,21 @@ type Fault struct {
 	Extra time.Duration
 	// Latency is a latency spike's, added each way.
 	Latency time.Duration
-	Params  string // for reports, e.g. "5.2s blackhole"
+	// Burst is an HTTP burst's length, and Short says it was drawn to end
+	// before the leader's step-down point (then the leader must keep its
+	// term; a long one must end it).
+	Burst time.Duration
+	Short bool
+	// FastFailover says the target ran with --fast-failover.
+	FastFailover bool
+	Params       string // for reports, e.g. "5.2s blackhole"
 }
+
+// EndsTerm reports whether the fault must end the leader's term.
+func (f Fault) EndsTerm() bool { return f.Kind.ForcesTransition() || f.Kind.HTTPBurst() && !f.Short }
+
+// KeepsTerm reports whether the leader must keep its term through the fault.
+func (f Fault) KeepsTerm() bool { return f.Kind.HTTPBurst() && f.Short }
 
 // Bounds are the configuration the run used, and the failover bound it
 // implies.
@@ -75,6 +124,19 @@ type Bounds struct {
 // Failover is 2×TTL + lock-delay + margin: Consul expires a session at most
 // 2×TTL after its last renewal, then keeps the key for lock-delay.
 func (b Bounds) Failover() time.Duration { return 2*b.TTL + b.LockDelay + b.Margin }
+
+// Handover is kill grace + margin: a leader asked to end its term stops its
+// command (within the kill grace), then releases the key, which the next
+// candidate locks at once (a release brings no lock-delay).
+func (b Bounds) Handover() time.Duration { return b.KillGrace + b.Margin }
+
+// bound is the fault's failover bound.
+func (b Bounds) bound(f Fault) time.Duration {
+	if f.Kind.HandsOver() {
+		return b.Handover() + f.Extra
+	}
+	return b.Failover() + f.Extra
+}
 
 // Term is one leadership as its command logged it: from the start line to
 // the last line of the same candidate and fencing token.
@@ -132,6 +194,9 @@ type Recovery struct {
 	// last line, when it wrote one after SIGCONT.
 	StaleLifetime, StaleLastLine time.Duration
 	Bound                        time.Duration
+	// LedAgain (a destroyed follower's session) says the follower led at
+	// some point after the fault, with its new session.
+	LedAgain bool
 }
 
 // Report is what Check found.
@@ -285,7 +350,7 @@ func (r *Report) recoveries(faults []Fault) {
 		byKey[termKey{r.Terms[i].ID, r.Terms[i].Token}] = &r.Terms[i]
 	}
 	for i, f := range faults {
-		rec := Recovery{Fault: f, Bound: r.Bounds.Failover() + f.Extra}
+		rec := Recovery{Fault: f, Bound: r.Bounds.bound(f)}
 		var until time.Time // the next fault: a later term is its doing
 		if i+1 < len(faults) {
 			until = faults[i+1].At
@@ -312,6 +377,14 @@ func (r *Report) recoveries(faults []Fault) {
 			}
 			if !last.IsZero() {
 				rec.NoLeader = rec.Next.Start.Sub(last)
+			}
+		}
+		if f.Kind == DestroyFollowerSession {
+			for _, t := range r.Terms {
+				if t.ID == f.Target && t.Start.After(f.At) {
+					rec.LedAgain = true
+					break
+				}
 			}
 		}
 		rec.StaleLifetime, rec.StaleLastLine = -1, -1
@@ -349,8 +422,10 @@ func (r *Report) LivenessProblems(slack time.Duration) []string {
 	for _, rec := range r.Recoveries {
 		f := rec.Fault
 		switch {
-		case rec.Next == nil && f.Kind.ForcesTransition():
+		case rec.Next == nil && f.EndsTerm():
 			problems = append(problems, fmt.Sprintf("fault #%d (%s of %s/%d) was followed by no new leader", f.Seq, f.Kind, f.Target, f.Token))
+		case rec.Next != nil && f.KeepsTerm():
+			problems = append(problems, fmt.Sprintf("fault #%d (%s of %s/%d, %s): a burst shorter than the step-down point ended the term", f.Seq, f.Kind, f.Target, f.Token, f.Params))
 		case rec.Next != nil && rec.Failover > rec.Bound+slack:
 			problems = append(problems, fmt.Sprintf("fault #%d (%s of %s/%d): a new leader after %s, more than the bound %s + %s",
 				f.Seq, f.Kind, f.Target, f.Token, rec.Failover.Round(time.Millisecond), rec.Bound, slack))

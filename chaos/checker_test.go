@@ -80,7 +80,8 @@ func TestCheckerPassesACleanRun(t *testing.T) {
 }
 
 func TestCheckerFindsOverlapAfterAFaultThatDoesNotFreeze(t *testing.T) {
-	for _, kind := range []FaultKind{KillLeader, CutLeader, LatencySpike, DestroySession, RestartAgent} {
+	for _, kind := range []FaultKind{KillLeader, CutLeader, LatencySpike, DestroySession, RestartAgent,
+		HangupLeader, QuitLeader, HTTP500, HTTP429, DestroyFollowerSession, Switchover} {
 		t.Run(string(kind), func(t *testing.T) {
 			// c1's command outlived the fault by 5s, 3ms into c2's term.
 			events := interleave(lines("c1", 10, 0, 5003, false), lines("c2", 20, 5000, 6000, false))
@@ -193,6 +194,50 @@ func TestCheckerLivenessNeedsANewLeaderWithinTheBound(t *testing.T) {
 	}
 	if len(r.SafetyProblems()) != 0 {
 		t.Fatalf("slow is not unsafe: %v", r.SafetyProblems())
+	}
+}
+
+func TestCheckerHoldsBurstsAndHandoversToTheirOwnRules(t *testing.T) {
+	// c1 led through a short 500 burst at 1s, lost its term to a long 429
+	// burst at 2s (c2 from 5s), c2 was SIGHUPed at 6s (c3 from 8s: slower
+	// than a handover may be); c3 kept its term through a long burst at 9s
+	// and lost it to a short one at 10s (c4 from 11s).
+	events := interleave(lines("c1", 10, 0, 2500, false), lines("c2", 20, 5000, 6000, true),
+		lines("c3", 30, 8000, 10500, false), lines("c4", 40, 11000, 12000, false))
+	faults := []Fault{
+		{Seq: 1, Kind: HTTP500, Short: true, Target: "c1", Token: 10, At: at(1000)},
+		{Seq: 2, Kind: HTTP429, Target: "c1", Token: 10, At: at(2000)},
+		{Seq: 3, Kind: HangupLeader, Target: "c2", Token: 20, At: at(6000)},
+		{Seq: 4, Kind: HTTP500, Target: "c3", Token: 30, At: at(9000)},
+		{Seq: 5, Kind: HTTP429, Short: true, Target: "c3", Token: 30, At: at(10000)},
+	}
+	r := Check(events, nil, faults, bounds)
+	p := r.LivenessProblems(0)
+	want := []string{"fault #3 (sighup of c2/20): a new leader after 2s, more than the bound 1.3s",
+		"fault #4 (http-500 of c3/30) was followed by no new leader",
+		"fault #5 (http-429 of c3/30, ): a burst shorter than the step-down point ended the term"}
+	if len(p) != len(want) {
+		t.Fatalf("liveness problems %q; want %q", p, want)
+	}
+	for i := range want {
+		if !strings.Contains(p[i], want[i]) {
+			t.Errorf("problem %q; want %q", p[i], want[i])
+		}
+	}
+}
+
+func TestCheckerSeesWhetherAFollowerWithANewSessionLedAgain(t *testing.T) {
+	events := interleave(lines("c1", 10, 0, 1000, false), lines("c2", 20, 2000, 3000, false))
+	faults := []Fault{
+		{Seq: 1, Kind: DestroyFollowerSession, Target: "c2", Token: 10, At: at(500)},
+		{Seq: 2, Kind: DestroyFollowerSession, Target: "c3", Token: 10, At: at(600)},
+	}
+	r := Check(events, nil, faults, bounds)
+	if !r.Recoveries[0].LedAgain || r.Recoveries[1].LedAgain {
+		t.Fatalf("led again: c2 %v, c3 %v; want true, false", r.Recoveries[0].LedAgain, r.Recoveries[1].LedAgain)
+	}
+	if !strings.Contains(r.Summary(), "the follower led again later in 1 of 2") {
+		t.Fatalf("summary:\n%s", r.Summary())
 	}
 }
 

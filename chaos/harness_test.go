@@ -22,7 +22,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/excalibur/consul-elect/actors"
 	"github.com/excalibur/consul-elect/internal/devconsul"
+	"github.com/excalibur/consul-elect/internal/faultproxy"
 )
 
 var (
@@ -39,7 +41,31 @@ type config struct {
 	// slowToStop names the candidates whose command ignores SIGTERM and
 	// runs until consul-elect's SIGKILL, a kill grace later.
 	slowToStop map[string]bool
+	// fastFailover names the candidates run with --fast-failover
+	// --fast-failover-ttl fastFailoverTTL.
+	fastFailover map[string]bool
+	// api names the candidates that are Go programs on the root package's
+	// Election.Run (chaos/cmd/apicandidate) instead of `consul-elect run`.
+	api map[string]bool
+	// servers, when not 0, runs a datacenter of that many Consul servers
+	// and one client agent, which the candidates talk to (TestChaosCluster);
+	// 0 runs one server agent.
+	servers int
+	// kinds are the faults the run draws from; nil: FaultKinds.
+	kinds []FaultKind
 }
+
+// faultKinds are the kinds the run draws from.
+func (cfg config) faultKinds() []FaultKind {
+	if cfg.kinds == nil {
+		return FaultKinds
+	}
+	return cfg.kinds
+}
+
+// fastFailoverTTL is the fast-failover candidates' check TTL: a killed
+// leader among them loses its session after 2s instead of up to 2×TTL.
+const fastFailoverTTL = 2 * time.Second
 
 // runBounds are the chaos run's flags: --ttl 3s --lock-delay 1500ms
 // --kill-grace 300ms. The fence window is min(TTL, lock-delay) = 1.5s; the
@@ -51,8 +77,10 @@ type config struct {
 var runBounds = Bounds{TTL: 3 * time.Second, LockDelay: 1500 * time.Millisecond, KillGrace: 300 * time.Millisecond, Margin: time.Second}
 
 // runConfig is the chaos run's: two of the five commands are slow to stop,
-// so that the kill grace is used up whenever one of them leads.
-var runConfig = config{bounds: runBounds, slowToStop: map[string]bool{"c2": true, "c4": true}}
+// so that the kill grace is used up whenever one of them leads; c3 runs with
+// --fast-failover; c5 is a Go program on Election.Run.
+var runConfig = config{bounds: runBounds, slowToStop: map[string]bool{"c2": true, "c4": true},
+	fastFailover: map[string]bool{"c3": true}, api: map[string]bool{"c5": true}}
 
 const (
 	prefix     = "chaos"
@@ -89,13 +117,17 @@ func buildBinaries(t *testing.T) (consulElect, child string) {
 		}
 		binaries.consulElect = filepath.Join(binaries.dir, "consul-elect")
 		binaries.child = filepath.Join(binaries.dir, "chaoschild")
-		args := []string{"build", "-o", binaries.consulElect}
-		if race {
-			args = append(args, "-race")
+		binaries.api = filepath.Join(binaries.dir, "apicandidate")
+		build := func(out string) []string {
+			if race {
+				return []string{"build", "-race", "-o", out}
+			}
+			return []string{"build", "-o", out}
 		}
 		for _, build := range [][]string{
-			append(args, "github.com/excalibur/consul-elect/cmd/consul-elect"),
+			append(build(binaries.consulElect), "github.com/excalibur/consul-elect/cmd/consul-elect"),
 			{"build", "-o", binaries.child, "github.com/excalibur/consul-elect/chaos/cmd/chaoschild"},
+			append(build(binaries.api), "github.com/excalibur/consul-elect/chaos/cmd/apicandidate"),
 		} {
 			if out, err := exec.Command("go", build...).CombinedOutput(); err != nil {
 				binaries.err = fmt.Errorf("go %s: %v\n%s", strings.Join(build, " "), err, out)
@@ -134,19 +166,33 @@ type planned struct {
 	latency time.Duration // latency: added each way
 	mode    CutMode
 	settle  time.Duration // the leader leads this long before the fault
+	// HTTP bursts: short ones last shortFrac of the leader's keep point,
+	// long ones longFactor times its step-down point (see burstLength).
+	short                 bool
+	shortFrac, longFactor float64
+	// pick chooses the follower whose session is destroyed, among the
+	// followers in id order.
+	pick int
+	// slowed: the switchover runs while the leader's link is slowed by a
+	// quarter of latency each way.
+	slowed bool
 }
 
 // plan draws n faults: every kind once in a shuffled order, again and again,
 // so that even a short run meets each kind. Freezes and cuts last from just
 // over the TTL to past 2×TTL + lock-delay (when Consul has let another
-// candidate in); latency spikes are 50–700ms each way for 2–6s.
-func plan(seed uint64, n int, b Bounds) []planned {
+// candidate in); latency spikes are 50–700ms each way for 2–6s; HTTP bursts
+// are short or long, as often as not.
+func plan(seed uint64, n int, b Bounds) []planned { return planKinds(seed, n, b, FaultKinds) }
+
+// planKinds is plan drawing from kinds.
+func planKinds(seed uint64, n int, b Bounds, kinds []FaultKind) []planned {
 	rng := rand.New(rand.NewPCG(seed, 0x636f6e73756c))
 	between := func(lo, hi time.Duration) time.Duration { return lo + time.Duration(rng.Int64N(int64(hi-lo)+1)) }
 	var out []planned
 	for len(out) < n {
-		for _, i := range rng.Perm(len(FaultKinds)) {
-			p := planned{kind: FaultKinds[i]}
+		for _, i := range rng.Perm(len(kinds)) {
+			p := planned{kind: kinds[i]}
 			// Every fault draws every parameter, used or not, so that
 			// changing how one kind uses them leaves the rest of the
 			// schedule as it was.
@@ -155,6 +201,11 @@ func plan(seed uint64, n int, b Bounds) []planned {
 			p.latency = between(50*time.Millisecond, 700*time.Millisecond)
 			p.mode = CutMode(rng.IntN(2))
 			p.settle = between(300*time.Millisecond, 1500*time.Millisecond)
+			p.short = rng.IntN(2) == 0
+			p.shortFrac = 0.3 + 0.5*rng.Float64()
+			p.longFactor = 1.2 + 1.8*rng.Float64()
+			p.pick = rng.IntN(candidates - 1)
+			p.slowed = rng.IntN(2) == 0
 			p.hold = hold
 			if p.kind == LatencySpike {
 				p.hold = latencyHold
@@ -173,8 +224,57 @@ func (p planned) params() string {
 		return p.hold.Round(time.Millisecond).String() + " " + p.mode.String()
 	case LatencySpike:
 		return fmt.Sprintf("+%s each way for %s", p.latency.Round(time.Millisecond), p.hold.Round(time.Millisecond))
+	case Switchover:
+		if p.slowed {
+			return fmt.Sprintf("the leader's link +%s each way", (p.latency / 4).Round(time.Millisecond))
+		}
+	case HTTP500, HTTP429:
+		if p.short {
+			return fmt.Sprintf("short: %.0f%% of the keep point", 100*p.shortFrac)
+		}
+		return fmt.Sprintf("long: %.1f× the step-down point", p.longFactor)
 	}
 	return ""
+}
+
+// keepPoint and stepDownPoint are, for a burst of error answers that
+// begins with one of the leader's renewals, how long it may last with the
+// leader keeping its term, and past how long the leader has surely stepped
+// down. The renewal before the failed one was sent RenewEvery earlier and
+// the leader steps down StepDownAfter after that one; after the burst, a
+// retry (every RetryEvery) must still get through in time. With
+// --fast-failover the check's own schedule applies too: its last update
+// may have been sent up to CheckUpdateEvery before the burst.
+func keepPoint(t actors.Timing) time.Duration {
+	keep := t.StepDownAfter - t.RenewEvery - t.RetryEvery
+	if t.CheckTTL > 0 {
+		keep = min(keep, t.CheckStepDownAfter-t.CheckUpdateEvery-t.CheckRetryEvery)
+	}
+	return keep
+}
+
+func stepDownPoint(t actors.Timing) time.Duration {
+	return max(t.StepDownAfter, t.CheckStepDownAfter)
+}
+
+// burstLength is the length of p's burst against a leader of timing t.
+func (p planned) burstLength(t actors.Timing) time.Duration {
+	if p.short {
+		return time.Duration(p.shortFrac * float64(keepPoint(t)))
+	}
+	return time.Duration(p.longFactor * float64(stepDownPoint(t)))
+}
+
+// timing is the engine's timing for a candidate, computed from its flags as
+// `consul-elect run` computes it (the Go candidate gets the same options).
+func (c *cluster) timing(id string) actors.Timing {
+	b := c.cfg.bounds
+	opts := actors.DefaultOptions()
+	opts.SessionTTL, opts.LockDelay, opts.SelfFenceMargin = b.TTL, b.LockDelay, b.KillGrace
+	if c.cfg.fastFailover[id] {
+		opts.FastFailover, opts.FastFailoverTTL = true, fastFailoverTTL
+	}
+	return opts.Timing()
 }
 
 // cluster is one run: a Consul agent and the candidates.
@@ -186,12 +286,16 @@ type cluster struct {
 	marker    string // CHAOS_RUN=dir, in the environment of everything the run starts
 	logPath   string
 	storeDir  string
-	agent     *devconsul.Agent
+	agent     *devconsul.Agent   // the agent the candidates talk to
+	consul    *devconsul.Cluster // its datacenter, when cfg.servers > 0
 	http      *http.Client
 	cands     []*candidate
 	follower  *follower
 	faults    []Fault
 	startedAt time.Time
+
+	mu       sync.Mutex
+	injected map[int]int // the HTTP proxies' own error answers, by status
 }
 
 func newCluster(t *testing.T, cfg config, seed uint64) *cluster {
@@ -204,7 +308,7 @@ func newCluster(t *testing.T, cfg config, seed uint64) *cluster {
 	c := &cluster{t: t, cfg: cfg, seed: seed, dir: dir, marker: "CHAOS_RUN=" + dir,
 		logPath: filepath.Join(dir, "leaders.log"), storeDir: filepath.Join(dir, "store"),
 		http:      &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 3 * time.Second},
-		startedAt: time.Now()}
+		startedAt: time.Now(), injected: map[int]int{}}
 	t.Logf("chaos seed %d (replay with -chaos.seed=%d); run directory %s", seed, seed, dir)
 	// Cleanups run last to first: this one, registered first, runs after
 	// the agent has stopped; killEverything, registered last, runs first.
@@ -215,17 +319,32 @@ func newCluster(t *testing.T, cfg config, seed uint64) *cluster {
 		}
 		_ = os.RemoveAll(dir)
 	})
-	// A server agent with a data directory, so that a restart keeps the
-	// sessions and the lock.
-	c.agent = devconsul.ForTest(t, devconsul.Config{DataDir: filepath.Join(dir, "consul")})
+	if cfg.servers > 0 {
+		c.startDatacenter() // consulfaults_test.go
+	} else {
+		// A server agent with a data directory, so that a restart keeps
+		// the sessions and the lock.
+		c.agent = devconsul.ForTest(t, devconsul.Config{DataDir: filepath.Join(dir, "consul")})
+	}
 	c.follower = &follower{path: c.logPath, terms: map[termKey]*liveTerm{}}
 	for i := 1; i <= candidates; i++ {
-		proxy, err := NewProxy(c.agent.HTTPAddr())
+		// candidate → TCP proxy (cut, latency) → HTTP proxy (error
+		// answers, and a count of the agent's own) → agent.
+		answers, err := faultproxy.Start(c.agent.URL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = answers.Close() })
+		proxy, err := NewProxy(strings.TrimPrefix(answers.URL(), "http://"))
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = proxy.Close() })
-		cd := &candidate{c: c, id: fmt.Sprintf("c%d", i), proxy: proxy, binary: consulElect, child: child}
+		id := fmt.Sprintf("c%d", i)
+		cd := &candidate{c: c, id: id, proxy: proxy, answers: answers, binary: consulElect, child: child}
+		if cfg.api[id] {
+			cd.binary = binaries.api
+		}
 		c.cands = append(c.cands, cd)
 		cd.start()
 	}
@@ -264,7 +383,8 @@ type candidate struct {
 	c             *cluster
 	id            string
 	proxy         *Proxy
-	binary, child string
+	answers       *faultproxy.Proxy
+	binary, child string // consul-elect and chaoschild, or apicandidate
 
 	mu         sync.Mutex
 	cmd        *exec.Cmd
@@ -288,9 +408,19 @@ func (cd *candidate) start() {
 	cd.starts++
 	b := cd.c.cfg.bounds
 	fmt.Fprintf(out, "=== %s start #%d at %s\n", cd.id, cd.starts, time.Now().Format(time.RFC3339Nano))
-	cmd := exec.Command(cd.binary, "run", "--address", "http://"+cd.proxy.Addr(), "--prefix", prefix, "--resource", resource,
-		"--id", cd.id, "--ttl", b.TTL.String(), "--lock-delay", b.LockDelay.String(),
-		"--kill-grace", b.KillGrace.String(), "--", cd.child)
+	var cmd *exec.Cmd
+	switch {
+	case cd.c.cfg.api[cd.id]:
+		cmd = exec.Command(cd.binary, "-address", "http://"+cd.proxy.Addr(), "-prefix", prefix, "-resource", resource,
+			"-id", cd.id, "-ttl", b.TTL.String(), "-lock-delay", b.LockDelay.String(), "-margin", b.KillGrace.String())
+	default:
+		args := []string{"run", "--address", "http://" + cd.proxy.Addr(), "--prefix", prefix, "--resource", resource,
+			"--id", cd.id, "--ttl", b.TTL.String(), "--lock-delay", b.LockDelay.String(), "--kill-grace", b.KillGrace.String()}
+		if cd.c.cfg.fastFailover[cd.id] {
+			args = append(args, "--fast-failover", "--fast-failover-ttl", fastFailoverTTL.String())
+		}
+		cmd = exec.Command(cd.binary, append(args, "--", cd.child)...)
+	}
 	cmd.Env = append(os.Environ(), cd.c.marker, "CHAOS_LOG="+cd.c.logPath, "CHAOS_STORE="+cd.c.storeDir,
 		"CHAOS_BEAT="+beatEvery.String(),
 		// Race-enabled programs sleep a second on exit by default.
@@ -319,6 +449,17 @@ func (cd *candidate) start() {
 		cd.mu.Unlock()
 		close(exited)
 	}()
+}
+
+// exitCode is the exit status of the consul-elect that last exited (-1: it
+// was killed by a signal or has not exited).
+func (cd *candidate) exitCode() int {
+	cd.mu.Lock()
+	defer cd.mu.Unlock()
+	if cd.cmd.ProcessState == nil {
+		return -1
+	}
+	return cd.cmd.ProcessState.ExitCode()
 }
 
 // sawFault counts a fault the running process lived through; after its
@@ -354,7 +495,8 @@ func (cd *candidate) running() bool { return cd.pid() != 0 }
 func (cd *candidate) signal(sig syscall.Signal) {
 	cd.mu.Lock()
 	defer cd.mu.Unlock()
-	if sig == syscall.SIGKILL || sig == syscall.SIGTERM {
+	switch sig {
+	case syscall.SIGKILL, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT:
 		cd.expectExit = true
 	}
 	_ = cd.cmd.Process.Signal(sig)
@@ -377,11 +519,14 @@ func (cd *candidate) wait(bound time.Duration) bool {
 }
 
 // command is the leader's command (chaoschild) below consul-elect, if any,
-// and the whole tree below consul-elect.
+// and the whole tree below consul-elect. A Go candidate is its own command.
 func (cd *candidate) command() (command int, tree []procStat) {
 	pid := cd.pid()
 	if pid == 0 {
 		return 0, nil
+	}
+	if cd.c.cfg.api[cd.id] {
+		return pid, nil
 	}
 	tree = descendants(pid)
 	for _, p := range tree {
@@ -572,12 +717,15 @@ func (c *cluster) waitSteady(bound time.Duration, what string, ok func(leader) b
 // inject applies one fault to the leader and returns its record. It returns
 // once the fault is undone (a candidate killed has been started again).
 func (c *cluster) inject(seq int, p planned, l leader) (Fault, error) {
-	f := Fault{Seq: seq, Kind: p.kind, Target: l.id, Token: l.token, Params: p.params()}
+	f := Fault{Seq: seq, Kind: p.kind, Target: l.id, Token: l.token, Params: p.params(), FastFailover: c.cfg.fastFailover[l.id]}
 	if p.kind == LatencySpike {
 		f.Latency = p.latency
 	}
 	cd := c.candidate(l.id)
+	api := c.cfg.api[cd.id]
 	switch p.kind {
+	case SnapshotRestore, RaftLeaderKill, ServerCut:
+		return f, c.injectConsulFault(p, &f, l) // consulfaults_test.go
 	case KillLeader:
 		f.At = time.Now()
 		cd.signal(syscall.SIGKILL)
@@ -617,6 +765,12 @@ func (c *cluster) inject(seq int, p planned, l leader) (Fault, error) {
 		signalAll(syscall.SIGCONT, pid)
 		f.Resumed = time.Now()
 		f.Healed = f.Resumed
+		if api {
+			// Its work stops, the process lives on: the checker measures
+			// the stale term's last line instead.
+			f.Params += " (Go candidate: the whole process)"
+			break
+		}
 		f.CommandGone = waitGone(command, 10*time.Second)
 		if f.CommandGone.IsZero() {
 			return f, fmt.Errorf("%s's stale command %d still runs 10s after consul-elect resumed", cd.id, command)
@@ -662,22 +816,160 @@ func (c *cluster) inject(seq int, p planned, l leader) (Fault, error) {
 		f.Healed = time.Now()
 		f.Extra = f.Healed.Sub(f.At)
 		f.Params = "back after " + f.Extra.Round(time.Millisecond).String()
+
+	case HangupLeader, QuitLeader:
+		sig := syscall.SIGHUP
+		if p.kind == QuitLeader {
+			sig = syscall.SIGQUIT
+		}
+		f.At = time.Now()
+		cd.signal(sig)
+		// The drain: the kill grace, then the release and the destroy.
+		if !cd.wait(20 * time.Second) {
+			return f, fmt.Errorf("%s still runs 20s after %s", cd.id, sig)
+		}
+		f.Healed = time.Now()
+		if code := cd.exitCode(); code != 0 {
+			return f, fmt.Errorf("%s exited with status %d after %s; want 0, as after SIGTERM", cd.id, code, sig)
+		}
+		cd.start()
+
+	case HTTP500, HTTP429:
+		status := http.StatusInternalServerError
+		body := "No cluster leader" // what Consul answers while it elects a leader
+		if p.kind == HTTP429 {
+			status, body = http.StatusTooManyRequests, "rate limit exceeded"
+		}
+		timing := c.timing(cd.id)
+		f.Burst, f.Short = p.burstLength(timing), p.short
+		f.Params = fmt.Sprintf("%s, %s (keep point %s, step-down point %s)", p.params(), f.Burst.Round(time.Millisecond),
+			keepPoint(timing).Round(time.Millisecond), stepDownPoint(timing).Round(time.Millisecond))
+		burst := cd.answers.Arm(faultproxy.Fault{Status: status, Body: body, For: f.Burst, When: func(r *http.Request) bool {
+			return r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/v1/session/renew/")
+		}})
+		select {
+		case <-burst.Began():
+		case <-time.After(10 * time.Second):
+			cd.answers.Arm(faultproxy.Fault{Status: status, When: func(*http.Request) bool { return false }}) // disarm
+			return f, fmt.Errorf("%s sent no renewal within 10s", cd.id)
+		}
+		f.At = burst.BeganAt()
+		<-burst.Ended()
+		f.Healed = burst.EndedAt()
+		c.mu.Lock()
+		c.injected[status] += burst.Answered()
+		c.mu.Unlock()
+		f.Params += fmt.Sprintf(", %d answers", burst.Answered())
+
+	case DestroyFollowerSession:
+		var followers []*candidate
+		for _, other := range c.cands {
+			if other.id != l.id {
+				followers = append(followers, other)
+			}
+		}
+		cd = followers[p.pick%len(followers)]
+		f.Target, f.FastFailover = cd.id, c.cfg.fastFailover[cd.id]
+		// A follower may be between sessions (the last fault may have
+		// cost it its own): wait for it to have one.
+		var old []string
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			var err error
+			if old, err = c.sessions(cd.id); err == nil && len(old) == 1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				return f, fmt.Errorf("%s has sessions %v (%v) after 20s; want one", cd.id, old, err)
+			}
+		}
+		req, err := http.NewRequest(http.MethodPut, c.agent.URL()+"/v1/session/destroy/"+old[0], nil)
+		if err != nil {
+			return f, err
+		}
+		f.At = time.Now()
+		resp, err := c.http.Do(req)
+		if err != nil {
+			return f, fmt.Errorf("destroying %s's session: %w", cd.id, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return f, fmt.Errorf("destroying %s's session: %s", cd.id, resp.Status)
+		}
+		// It must notice and create another.
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			now, err := c.sessions(cd.id)
+			if err == nil && len(now) == 1 && now[0] != old[0] {
+				f.Healed = time.Now()
+				break
+			}
+			if time.Now().After(deadline) {
+				return f, fmt.Errorf("%s has sessions %v (%v) 20s after its session %s was destroyed; want a new one", cd.id, now, err, old[0])
+			}
+		}
+		f.Params = "new session after " + f.Healed.Sub(f.At).Round(time.Millisecond).String()
+
+	case Switchover:
+		cmd := exec.Command(binaries.consulElect, "switchover", "--address", c.agent.URL(), "--prefix", prefix,
+			"--resource", resource, "--yes", "--timeout", "30s")
+		cmd.Env = append(os.Environ(), c.marker, "GORACE=atexit_sleep_ms=0 "+os.Getenv("GORACE"))
+		if p.slowed {
+			// The leader hears of the switchover and releases through the
+			// slowed link: about two round trips more.
+			cd.proxy.SetLatency(p.latency / 4)
+			defer cd.proxy.SetLatency(0)
+			f.Extra = 4 * (p.latency / 4)
+		}
+		f.At = time.Now()
+		out, err := cmd.CombinedOutput()
+		f.Healed = time.Now()
+		if err != nil {
+			return f, fmt.Errorf("consul-elect switchover: %v\n%s", err, out)
+		}
+		if f.Params != "" {
+			f.Params += ", "
+		}
+		f.Params += "done after " + f.Healed.Sub(f.At).Round(time.Millisecond).String()
 	}
 	return f, nil
 }
 
+// sessions lists the ids of candidate id's sessions ("consul-elect ID").
+func (c *cluster) sessions(id string) ([]string, error) {
+	resp, err := c.http.Get(c.agent.URL() + "/v1/session/list")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET /v1/session/list: %s", resp.Status)
+	}
+	var list []struct{ ID, Name string }
+	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, s := range list {
+		if s.Name == "consul-elect "+id {
+			out = append(out, s.ID)
+		}
+	}
+	return out, nil
+}
+
 // runFaults injects faults from the seed's schedule until transitions
-// faults have been followed by a new leader, or budget has passed.
+// faults have been followed by a new leader and every kind has been
+// injected at least twice (two rounds of the schedule), or budget has
+// passed.
 func (c *cluster) runFaults(transitions int, budget time.Duration) (moved int) {
 	t := c.t
-	schedule := plan(c.seed, 10000, c.cfg.bounds)
+	schedule := planKinds(c.seed, 10000, c.cfg.bounds, c.cfg.faultKinds())
 	first, err := c.waitSteady(2*time.Minute, "first leader", func(leader) bool { return true })
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("first leader %s/%d after %s", first.id, first.token, time.Since(c.startedAt).Round(time.Millisecond))
 	deadline := time.Now().Add(budget)
-	for seq := 1; moved < transitions; seq++ {
+	for seq := 1; moved < transitions || seq <= 2*len(c.cfg.faultKinds()); seq++ {
 		if time.Now().After(deadline) {
 			t.Errorf("only %d of %d transitions within %s", moved, transitions, budget)
 			return moved
@@ -696,8 +988,10 @@ func (c *cluster) runFaults(transitions int, budget time.Duration) (moved int) {
 			return moved
 		}
 		bound := c.cfg.bounds.Failover() + f.Extra + recoverySlack
+		// A short burst must not end the term, but the checker says so:
+		// here any steady leader will do.
 		next, err := c.waitSteady(bound, "leader after the fault", func(n leader) bool {
-			return n.token > f.Token || !p.kind.ForcesTransition()
+			return n.token > f.Token || !f.EndsTerm()
 		})
 		if err != nil {
 			t.Errorf("fault #%d (%s of %s/%d, %s): %v", seq, p.kind, l.id, l.token, f.Params, err)
@@ -735,7 +1029,7 @@ func (c *cluster) overlapSeen() bool {
 // reports. The caller asserts on the report.
 func (c *cluster) finish() *Report {
 	t := c.t
-	usageReport := c.usageReport()
+	usageReport := c.usageReport() + c.answersReport()
 	for _, cd := range c.cands {
 		if cd.running() {
 			cd.signal(syscall.SIGTERM)
@@ -837,15 +1131,37 @@ func (c *cluster) usageReport() string {
 	return b.String()
 }
 
+// answersReport counts the agent's 429 answers that reached a candidate
+// (there must be none: the engine's requests stay within the agent's
+// limits) apart from the error answers the HTTP proxies made up.
+func (c *cluster) answersReport() string {
+	agent429 := 0
+	for _, cd := range c.cands {
+		agent429 += cd.answers.Passed(http.StatusTooManyRequests)
+	}
+	if agent429 > 0 {
+		c.t.Errorf("the agent answered 429 %d times", agent429)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return fmt.Sprintf("\nAnswers 429 from the agent: **%d**; made up by the HTTP proxies (bursts): %d answers 429, %d answers 500\n",
+		agent429, c.injected[http.StatusTooManyRequests], c.injected[http.StatusInternalServerError])
+}
+
 // runChaos is a whole run: transitions forced transitions within budget.
 func runChaos(t *testing.T, transitions int, budget time.Duration) {
+	runChaosWith(t, runConfig, transitions, budget)
+}
+
+// runChaosWith is a whole run of cfg.
+func runChaosWith(t *testing.T, cfg config, transitions int, budget time.Duration) {
 	if *transitionsFlag > 0 {
 		transitions = *transitionsFlag
 	}
-	if runConfig.bounds.LockDelay < runConfig.bounds.KillGrace {
+	if cfg.bounds.LockDelay < cfg.bounds.KillGrace {
 		t.Fatal("the run breaks its own rule: lock-delay must be at least the kill grace")
 	}
-	c := newCluster(t, runConfig, seed(t))
+	c := newCluster(t, cfg, seed(t))
 	moved := c.runFaults(transitions, budget)
 	report := c.finish()
 	assertSafe(t, report)

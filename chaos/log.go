@@ -3,8 +3,10 @@ package chaos
 import (
 	"bytes"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -81,3 +83,40 @@ func eachLine(data []byte, fn func(n int, fields []string) error) error {
 	}
 	return nil
 }
+
+// LeaderLog writes one term's lines to the leadership log, each with one
+// write(2) to a file opened with O_APPEND, so that lines of different
+// processes never mix. It is safe for concurrent use.
+type LeaderLog struct {
+	mu      sync.Mutex
+	file    *os.File
+	id      string
+	token   uint64
+	stopped bool
+}
+
+// OpenLeaderLog opens the log at path for the term of candidate id with
+// this fencing token.
+func OpenLeaderLog(path, id string, token uint64) (*LeaderLog, error) {
+	file, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	return &LeaderLog{file: file, id: id, token: token}, nil
+}
+
+// Write appends a line of this kind, stamped now; after Stop, nothing.
+func (l *LeaderLog) Write(kind EventKind) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.stopped {
+		return nil // no beat after the stop line
+	}
+	l.stopped = kind == Stop
+	line := Event{Kind: kind, ID: l.id, Token: l.token, At: time.Now()}.String() + "\n"
+	_, err := l.file.WriteString(line)
+	return err
+}
+
+// Close closes the log's file.
+func (l *LeaderLog) Close() error { return l.file.Close() }

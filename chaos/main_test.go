@@ -16,6 +16,7 @@ var binaries struct {
 	dir         string
 	consulElect string
 	child       string
+	api         string // chaos/cmd/apicandidate
 	err         error
 }
 

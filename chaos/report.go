@@ -26,7 +26,7 @@ func (r *Report) Summary() string {
 
 	fmt.Fprintf(&b, "Safety (%d terms of leadership, %d faults, %d followed by a new leader)\n\n", len(r.Terms), len(r.Recoveries), r.Transitions)
 	b.WriteString("| fault | injected | new leader after | overlaps explained by the freeze | longest such overlap |\n|---|---|---|---|---|\n")
-	for _, kind := range FaultKinds {
+	for _, kind := range reportKinds() {
 		recs := groups[kind]
 		if len(recs) == 0 {
 			continue
@@ -60,11 +60,12 @@ func (r *Report) Summary() string {
 	}
 	b.WriteString("\n\n")
 
-	fmt.Fprintf(&b, "Time to a new leader, from the fault (bound 2×TTL + lock-delay + margin = %s; agent restarts add their restart time)\n\n", r.Bounds.Failover())
+	fmt.Fprintf(&b, "Time to a new leader, from the fault (bound 2×TTL + lock-delay + margin = %s; for a handover — sighup, sigquit, switchover — kill grace + margin = %s; agent restarts add their restart time)\n\n",
+		r.Bounds.Failover(), r.Bounds.Handover())
 	b.WriteString("| fault | new leaders | failover p50 | p99 | max | over the bound | no leader p50 | p99 | max | old command's last line after the fault, max |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	var allFailover, allNoLeader []time.Duration
 	allOver, allMoved := 0, 0
-	for _, kind := range FaultKinds {
+	for _, kind := range reportKinds() {
 		recs := groups[kind]
 		if len(recs) == 0 {
 			continue
@@ -114,6 +115,62 @@ func (r *Report) Summary() string {
 		b.WriteString(" a spike ends a term only when renewals become too slow\n\n")
 	}
 
+	for _, kind := range []FaultKind{HTTP500, HTTP429} {
+		var keptShort, movedShort, keptLong, movedLong int
+		var short, long []time.Duration
+		for _, rec := range groups[kind] {
+			f := rec.Fault
+			switch {
+			case f.Short && rec.Next == nil:
+				keptShort++
+			case f.Short:
+				movedShort++
+			case rec.Next == nil:
+				keptLong++
+			default:
+				movedLong++
+			}
+			if f.Short {
+				short = append(short, f.Burst)
+			} else {
+				long = append(long, f.Burst)
+			}
+		}
+		if len(short)+len(long) > 0 {
+			fmt.Fprintf(&b, "Bursts of %s answers: %d short (%s … %s, before the step-down point): the leader kept its term in %d, **lost it in %d**; %d long (%s … %s): it stepped down in %d, **kept its term in %d**\n\n",
+				strings.TrimPrefix(string(kind), "http-"), len(short), msP(short, 0), msP(short, 100), keptShort, movedShort,
+				len(long), msP(long, 0), msP(long, 100), movedLong, keptLong)
+		}
+	}
+
+	if recs := groups[DestroyFollowerSession]; len(recs) > 0 {
+		var renewed []time.Duration
+		ledAgain := 0
+		for _, rec := range recs {
+			renewed = append(renewed, rec.Fault.Healed.Sub(rec.Fault.At))
+			if rec.LedAgain {
+				ledAgain++
+			}
+		}
+		fmt.Fprintf(&b, "Followers' sessions destroyed: %d; a new session after p50 %s, max %s; the follower led again later in %d of %d\n\n",
+			len(recs), msP(renewed, 50), msP(renewed, 100), ledAgain, len(recs))
+	}
+
+	var ffKill, otherKill []time.Duration
+	for _, rec := range groups[KillLeader] {
+		switch {
+		case rec.Next == nil:
+		case rec.Fault.FastFailover:
+			ffKill = append(ffKill, rec.Failover)
+		default:
+			otherKill = append(otherKill, rec.Failover)
+		}
+	}
+	if len(ffKill) > 0 {
+		fmt.Fprintf(&b, "Kills of the fast-failover candidate when it led: %d, a new leader after p50 %s, max %s; of the others: %d, p50 %s, max %s\n\n",
+			len(ffKill), msP(ffKill, 50), msP(ffKill, 100), len(otherKill), msP(otherKill, 50), msP(otherKill, 100))
+	}
+
 	var lifetimes, lastLines []time.Duration
 	for _, rec := range r.Recoveries {
 		if rec.StaleLifetime >= 0 {
@@ -136,7 +193,11 @@ func (r *Report) Details() string {
 	var b strings.Builder
 	for _, rec := range r.Recoveries {
 		f := rec.Fault
-		fmt.Fprintf(&b, "#%d %s %s of %s/%d", f.Seq, f.At.Format("15:04:05.000"), f.Kind, f.Target, f.Token)
+		if f.Kind == DestroyFollowerSession {
+			fmt.Fprintf(&b, "#%d %s %s of %s (the leader's token %d)", f.Seq, f.At.Format("15:04:05.000"), f.Kind, f.Target, f.Token)
+		} else {
+			fmt.Fprintf(&b, "#%d %s %s of %s/%d", f.Seq, f.At.Format("15:04:05.000"), f.Kind, f.Target, f.Token)
+		}
 		if f.Params != "" {
 			fmt.Fprintf(&b, " (%s)", f.Params)
 		}
@@ -147,7 +208,11 @@ func (r *Report) Details() string {
 			fmt.Fprintf(&b, "new leader %s/%d after %s (no leader %s, bound %s)", rec.Next.ID, rec.Next.Token,
 				ms(rec.Failover), ms(rec.NoLeader), ms(rec.Bound))
 		}
-		fmt.Fprintf(&b, "; old command's last line %s after the fault", ms(rec.OldLived))
+		if f.Kind == DestroyFollowerSession {
+			fmt.Fprintf(&b, "; led again later: %s", yesNo(rec.LedAgain))
+		} else {
+			fmt.Fprintf(&b, "; old command's last line %s after the fault", ms(rec.OldLived))
+		}
 		if rec.StaleLifetime >= 0 {
 			fmt.Fprintf(&b, "; stale command gone %s after resume", ms(rec.StaleLifetime))
 		}

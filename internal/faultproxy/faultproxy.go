@@ -116,6 +116,7 @@ type Proxy struct {
 	armed  *Burst // waiting for a request When accepts
 	active *Burst // in its burst until active.beganAt + For
 	closed bool
+	passed map[int]int // the agent's answers passed through, by status
 }
 
 // Start starts a proxy to target, the agent's address (http://host:port),
@@ -137,6 +138,7 @@ func Start(target string) (*Proxy, error) {
 		upstream: &http.Transport{Proxy: nil, DialContext: (&net.Dialer{}).DialContext, MaxIdleConnsPerHost: 64},
 		cancel:   cancel,
 		serving:  make(chan struct{}),
+		passed:   map[int]int{},
 	}
 	p.proxy = &httputil.ReverseProxy{
 		Rewrite:   func(r *httputil.ProxyRequest) { r.SetURL(to) },
@@ -144,6 +146,12 @@ func Start(target string) (*Proxy, error) {
 		// Consul streams nothing the client needs early, but flushing at
 		// once keeps the proxy from holding an answer back.
 		FlushInterval: -1,
+		ModifyResponse: func(resp *http.Response) error {
+			p.mu.Lock()
+			p.passed[resp.StatusCode]++
+			p.mu.Unlock()
+			return nil
+		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			w.WriteHeader(http.StatusBadGateway) // the agent is down, or the client gave up
 		},
@@ -161,6 +169,14 @@ func Start(target string) (*Proxy, error) {
 
 // URL is the proxy's address, to use as the agent's (http://127.0.0.1:port).
 func (p *Proxy) URL() string { return p.url }
+
+// Passed is how many of the agent's answers with this status the proxy has
+// passed through (its own answers, a burst's, are counted by their Burst).
+func (p *Proxy) Passed(status int) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.passed[status]
+}
 
 // Arm makes the next request that f.When accepts begin a burst. It replaces
 // a fault armed earlier whose burst has not begun (that one ends without

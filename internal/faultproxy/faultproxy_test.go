@@ -159,6 +159,10 @@ func TestBurstAffectsOnlyTheRequestsItPicks(t *testing.T) {
 	if !next.BeganAt().IsZero() || next.Answered() != 0 {
 		t.Fatal("a replaced fault's burst began")
 	}
+	// The agent's own answers are counted by status; the bursts' are not.
+	if passed, made := p.Passed(http.StatusOK), p.Passed(http.StatusTooManyRequests); passed != 2 || made != 0 {
+		t.Fatalf("passed %d answers 200 and %d answers 429; want 2 and 0", passed, made)
+	}
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -19,7 +19,6 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
-	"sync"
 	"syscall"
 	"time"
 
@@ -54,7 +53,7 @@ func run() error {
 		signal.Notify(terms, syscall.SIGTERM, syscall.SIGINT)
 	}
 
-	logFile, err := os.OpenFile(os.Getenv("CHAOS_LOG"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	l, err := chaos.OpenLeaderLog(os.Getenv("CHAOS_LOG"), id, token)
 	if err != nil {
 		return err
 	}
@@ -62,8 +61,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	l := &leaderLog{file: logFile, id: id, token: token}
-	if err := l.write(chaos.Start); err != nil {
+	if err := l.Write(chaos.Start); err != nil {
 		return err
 	}
 
@@ -72,7 +70,7 @@ func run() error {
 		tick := time.NewTicker(beatEvery)
 		defer tick.Stop()
 		for range tick.C {
-			if err := l.write(chaos.Beat); err != nil {
+			if err := l.Write(chaos.Beat); err != nil {
 				failed <- err
 				return
 			}
@@ -90,30 +88,8 @@ func run() error {
 
 	select {
 	case <-terms:
-		return l.write(chaos.Stop)
+		return l.Write(chaos.Stop)
 	case err := <-failed:
 		return err
 	}
-}
-
-// leaderLog writes this command's lines, each with one write(2) to a file
-// opened with O_APPEND, so that lines of different processes never mix.
-type leaderLog struct {
-	mu      sync.Mutex
-	file    *os.File
-	id      string
-	token   uint64
-	stopped bool
-}
-
-func (l *leaderLog) write(kind chaos.EventKind) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.stopped {
-		return nil // no beat after the stop line
-	}
-	l.stopped = kind == chaos.Stop
-	line := chaos.Event{Kind: kind, ID: l.id, Token: l.token, At: time.Now()}.String() + "\n"
-	_, err := l.file.WriteString(line)
-	return err
 }

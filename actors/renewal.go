@@ -63,7 +63,8 @@ func (r *renewalActor) Receive(c actor.Context) {
 			r.forget()
 		}
 	case *protocol.CheckFed:
-		if m.SessionID == r.session && m.SentAt.After(r.lastFed) {
+		// A feed before any session (its id "") fences nothing.
+		if r.session != "" && m.SessionID == r.session && m.SentAt.After(r.lastFed) {
 			r.lastFed = m.SentAt
 			r.refreshes.set(r.session, time.Time{}, m.SentAt)
 			r.fence()

@@ -24,7 +24,7 @@ type Meter struct {
 	failed   atomic.Int64 // transport errors (connection refused or reset, cancelled)
 	bytesIn  atomic.Int64 // response body bytes read
 	blocking atomic.Int64 // blocking queries in flight
-	inFlight atomic.Int64 // requests sent and not yet finished (answer body closed, or failed)
+	inFlight atomic.Int64 // requests sent and not yet finished (answer body read to the end or closed, or failed)
 	peak     atomic.Int64 // most requests in flight at once since TakePeakInFlight
 
 	mu   sync.Mutex
@@ -136,6 +136,11 @@ type countingBody struct {
 func (b *countingBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	b.meter.bytesIn.Add(int64(n))
+	if err == io.EOF {
+		// Read to the end: net/http has handed the connection on, and the
+		// connection budget its slot.
+		b.once.Do(b.done)
+	}
 	return n, err
 }
 

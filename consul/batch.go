@@ -97,15 +97,25 @@ const (
 // its requests' contexts allow: those requests then fail with their
 // context's error (and the last answer), never with the 429 itself.
 //
-// One batch is in flight at a time; no goroutine runs while nothing is
-// pending.
+// A lone request goes at once, in a batch of its own. While batches are in
+// flight, what comes meanwhile is gathered into the next one; a backlog of
+// more than one batch (a Stop releasing thousands) is sent by up to
+// maxSenders batches at once, within the connection budget. No goroutine runs
+// while nothing is pending.
 type batcher struct {
 	client  *api.Client
 	mu      sync.Mutex
 	pending []*txnRequest
-	running bool
+	senders int             // goroutines sending batches
+	busy    map[string]bool // keys of the requests in flight
 	limits  txnLimits
 }
+
+// maxSenders is how many batches may be in flight at once. A request waits
+// while another for its key is in flight (a release sent while the acquire
+// is out), so that Consul applies each key's requests in the order they
+// came.
+const maxSenders = 4
 
 // txnLimits is what the batcher knows of the agent's transaction limits.
 type txnLimits struct {
@@ -127,7 +137,7 @@ func (l *txnLimits) ops() int {
 }
 
 func newBatcher(client *api.Client) *batcher {
-	return &batcher{client: client, limits: txnLimits{bytes: maxTxnBytes}}
+	return &batcher{client: client, busy: map[string]bool{}, limits: txnLimits{bytes: maxTxnBytes}}
 }
 
 type txnRequest struct {
@@ -163,8 +173,8 @@ func (b *batcher) submit(req *txnRequest) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.pending = append(b.pending, req)
-	if !b.running {
-		b.running = true
+	if b.senders == 0 {
+		b.senders++
 		go b.run()
 	}
 }
@@ -194,31 +204,38 @@ func (b *batcher) askVersion() {
 	}
 }
 
-// run sends batches until nothing is pending.
+// run sends batches until nothing it may send is pending, and starts
+// another sender while a backlog remains.
 func (b *batcher) run() {
 	for {
 		b.askVersion()
 		b.mu.Lock()
 		maxOps, maxBytes := b.limits.ops(), b.limits.bytes
-		var batch, abandoned []*txnRequest
+		var batch, abandoned, waiting []*txnRequest
 		n, size := 0, 0
-		for len(b.pending) > 0 {
-			req := b.pending[0]
-			if req.ctx.Err() != nil {
+	gather:
+		for i, req := range b.pending {
+			switch {
+			case req.ctx.Err() != nil:
 				abandoned = append(abandoned, req) // given up before it was sent
-				b.pending = b.pending[1:]
-				continue
+			case b.busy[keyOf(req)]:
+				waiting = append(waiting, req)
+			case len(batch) > 0 && (n+len(req.ops) > maxOps || size+bodySize(req.ops) > maxBytes):
+				waiting = append(waiting, b.pending[i:]...) // for the next batch
+				break gather
+			default:
+				batch = append(batch, req)
+				b.busy[keyOf(req)] = true
+				n, size = n+len(req.ops), size+bodySize(req.ops)
 			}
-			if len(batch) > 0 && (n+len(req.ops) > maxOps || size+bodySize(req.ops) > maxBytes) {
-				break
-			}
-			batch = append(batch, req)
-			b.pending = b.pending[1:]
-			n, size = n+len(req.ops), size+bodySize(req.ops)
 		}
+		b.pending = waiting
 		done := len(batch) == 0
 		if done {
-			b.running = false
+			b.senders--
+		} else if len(b.pending) > 0 && b.senders < maxSenders {
+			b.senders++
+			go b.run()
 		}
 		b.mu.Unlock()
 		for _, req := range abandoned {
@@ -228,8 +245,17 @@ func (b *batcher) run() {
 			return
 		}
 		b.send(batch)
+		b.mu.Lock()
+		for _, req := range batch {
+			delete(b.busy, keyOf(req))
+		}
+		b.mu.Unlock()
 	}
 }
+
+// keyOf is the key a request's operations are about (each request is about
+// one key: an acquire's lock and get, a release's unlock).
+func keyOf(req *txnRequest) string { return req.ops[0].KV.Key }
 
 // send runs batch as one transaction (or a lone release as a PUT) and
 // answers its requests: on a rollback it answers the failing ones and sends

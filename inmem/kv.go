@@ -150,10 +150,7 @@ func (s *Store) DeleteIfUnchanged(ctx context.Context, key string, index uint64)
 	old, ok := s.kvs[key]
 	deleted := ok && old.ModifyIndex == index
 	if deleted {
-		idx := s.next()
-		delete(s.kvs, key)
-		s.tombstones[key] = idx
-		s.kvIndex = idx
+		s.remove(key)
 	}
 	s.mu.Unlock()
 	if err := s.leave(ctx, op); err != nil {
@@ -282,14 +279,18 @@ func (s *Store) Delete(_ context.Context, key string) error {
 		return err
 	}
 	defer s.mu.Unlock()
-	if _, ok := s.kvs[key]; !ok {
-		return nil
+	if _, ok := s.kvs[key]; ok {
+		s.remove(key)
 	}
+	return nil
+}
+
+// remove, with s.mu held, deletes key in a new write, leaving a tombstone.
+func (s *Store) remove(key string) {
 	idx := s.next()
 	delete(s.kvs, key)
 	s.tombstones[key] = idx
 	s.kvIndex = idx
-	return nil
 }
 
 // write, with s.mu held, stores e in a new write, unless it equals the

@@ -22,6 +22,17 @@ type deadBackend struct {
 	revived chan struct{} // closed at the end of the test, so a stop can finish
 }
 
+// startOnDeadBackend starts a candidate with opts whose requests go through
+// a deadBackend over client, which the test can make dead.
+func startOnDeadBackend(t *testing.T, opts actors.Options, client *consul.Client) (*candidate, *deadBackend) {
+	t.Helper()
+	dead := &deadBackend{Client: client, revived: make(chan struct{})}
+	opts.Backend = dead
+	c := startCandidate(t, opts)
+	t.Cleanup(func() { close(dead.revived) }) // runs before the candidate's stop
+	return c, dead
+}
+
 func (d *deadBackend) gate(ctx context.Context) error {
 	if d.dead.Load() {
 		select {
@@ -77,18 +88,11 @@ func (d *deadBackend) DeregisterService(ctx context.Context, id string) error {
 }
 
 func TestFastFailoverReplacesAKilledLeaderWithinTheCheckTTL(t *testing.T) {
-	client, err := consul.NewClient(consul.Config{Address: shared.URL()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(client.Close)
+	client := consulClient(t, shared)
 	opts := fastOptions(t, shared, "doomed")
 	opts.SessionTTL = 60 * time.Second // Consul would reap it after ~120s
 	opts.FastFailover, opts.FastFailoverTTL = true, 2*time.Second
-	doomed := &deadBackend{Client: client, revived: make(chan struct{})}
-	opts.Backend = doomed
-	leader := startCandidate(t, opts)
-	t.Cleanup(func() { close(doomed.revived) }) // runs before the candidate's stop
+	leader, doomed := startOnDeadBackend(t, opts, client)
 	leader.campaign(resource)
 	won := await[messages.LeadershipAcquired](leader, 15*time.Second, nil)
 
@@ -119,18 +123,11 @@ func TestFastFailoverReplacesAKilledLeaderWithinTheCheckTTL(t *testing.T) {
 // new process registers the same check, and must not keep the dead one's
 // session (and its lock) alive by feeding it.
 func TestFastFailoverLeaderRestartedAtOnceDoesNotKeepItsOldSessionAlive(t *testing.T) {
-	client, err := consul.NewClient(consul.Config{Address: shared.URL()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(client.Close)
+	client := consulClient(t, shared)
 	opts := fastOptions(t, shared, "reborn")
 	opts.SessionTTL = 60 * time.Second // Consul would reap it after ~120s
 	opts.FastFailover, opts.FastFailoverTTL = true, 2*time.Second
-	doomed := &deadBackend{Client: client, revived: make(chan struct{})}
-	opts.Backend = doomed
-	leader := startCandidate(t, opts)
-	t.Cleanup(func() { close(doomed.revived) })
+	leader, doomed := startOnDeadBackend(t, opts, client)
 	leader.campaign(resource)
 	won := await[messages.LeadershipAcquired](leader, 15*time.Second, nil)
 
@@ -159,11 +156,7 @@ func TestFastFailoverLeaderRestartedAtOnceDoesNotKeepItsOldSessionAlive(t *testi
 // failed and registered anew for it, must pass on the servers before the
 // session is asked for.
 func TestFastFailoverCandidateLeadsAgainWithANewSession(t *testing.T) {
-	client, err := consul.NewClient(consul.Config{Address: shared.URL()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(client.Close)
+	client := consulClient(t, shared)
 	opts := fastOptions(t, shared, "again")
 	opts.FastFailover, opts.FastFailoverTTL = true, 2*time.Second
 	c := startCandidate(t, opts)
@@ -189,17 +182,10 @@ func TestFastFailoverCandidateLeadsAgainWithANewSession(t *testing.T) {
 // it must pass the check again (registering an existing check keeps its
 // status) and lead again.
 func TestFastFailoverCandidateCutOffPastItsCheckTTLLeadsAgain(t *testing.T) {
-	client, err := consul.NewClient(consul.Config{Address: shared.URL()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(client.Close)
+	client := consulClient(t, shared)
 	opts := fastOptions(t, shared, "cutoff")
 	opts.FastFailover, opts.FastFailoverTTL = true, 2*time.Second
-	cut := &deadBackend{Client: client, revived: make(chan struct{})}
-	opts.Backend = cut
-	c := startCandidate(t, opts)
-	t.Cleanup(func() { close(cut.revived) })
+	c, cut := startOnDeadBackend(t, opts, client)
 	c.campaign(resource)
 	await[messages.LeadershipAcquired](c, 15*time.Second, nil)
 	cut.dead.Store(true)

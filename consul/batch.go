@@ -84,7 +84,7 @@ const (
 	retryMax   = 2 * time.Second
 )
 
-// batcher coalesces concurrent small transactions (a lock+get per acquire, an
+// batcher coalesces concurrent small transactions (a lock per acquire, an
 // unlock per release) into transactions of up to the agent's limit of
 // operations: 10,000 resources campaigning at once cost ~80 transactions, a
 // Stop that releases 2,500 leaderships ~20, not one request each. A batch of
@@ -254,7 +254,7 @@ func (b *batcher) run() {
 }
 
 // keyOf is the key a request's operations are about (each request is about
-// one key: an acquire's lock and get, a release's unlock).
+// one key: an acquire's lock, a release's unlock).
 func keyOf(req *txnRequest) string { return req.ops[0].KV.Key }
 
 // send runs batch as one transaction (or a lone release as a PUT) and

@@ -52,8 +52,9 @@ func (c *Client) ListPrefix(ctx context.Context, prefix string, index uint64, wa
 }
 
 // Acquire locks key for session, writing value and KeyFlags, and returns the
-// entry as it is after the lock. It is one transaction, `lock` then `get`, so
-// the returned ModifyIndex is the raft index of the acquiring write itself:
+// entry as it is after the lock. It is a transaction's `lock`, whose result is
+// the entry as written (Consul blanks its value, which is ours), so the
+// returned ModifyIndex is the raft index of the acquiring write itself:
 // strictly increasing across all acquisitions of the key, whatever happens to
 // it in between (unlike LockIndex, which restarts when the key is deleted).
 //
@@ -63,7 +64,7 @@ func (c *Client) ListPrefix(ctx context.Context, prefix string, index uint64, wa
 // 429 or 5xx (those answers are retried, see batcher, never returned).
 func (c *Client) Acquire(ctx context.Context, key, session string, value []byte) (Entry, error) {
 	results, err := c.batch.do(ctx, acquireOps(key, session, value), nil)
-	return acquired(key, session, results, err)
+	return acquired(key, session, value, results, err)
 }
 
 // AcquireAsync is Acquire without a goroutine per call: done is called
@@ -72,40 +73,40 @@ func (c *Client) Acquire(ctx context.Context, key, session string, value []byte)
 // then hold no goroutine each.
 func (c *Client) AcquireAsync(ctx context.Context, key, session string, value []byte, done func(Entry, error)) {
 	c.batch.submit(&txnRequest{ctx: ctx, ops: acquireOps(key, session, value), done: func(res txnResult) {
-		done(acquired(key, session, res.results, res.err))
+		done(acquired(key, session, value, res.results, res.err))
 	}})
 }
 
 func acquireOps(key, session string, value []byte) api.TxnOps {
-	return api.TxnOps{
-		{KV: &api.KVTxnOp{Verb: api.KVLock, Key: key, Session: session, Value: value, Flags: KeyFlags}},
-		{KV: &api.KVTxnOp{Verb: api.KVGet, Key: key}},
-	}
+	return api.TxnOps{{KV: &api.KVTxnOp{Verb: api.KVLock, Key: key, Session: session, Value: value, Flags: KeyFlags}}}
 }
 
-func acquired(key, session string, results api.TxnResults, err error) (Entry, error) {
+func acquired(key, session string, value []byte, results api.TxnResults, err error) (Entry, error) {
 	if err != nil {
 		return Entry{}, wrap("acquire "+key, err)
 	}
-	if len(results) < 2 {
-		return Entry{}, &Error{Op: "acquire " + key, Err: errors.New("the transaction answered without the entry")}
-	}
-	got := results[1].KV
-	if got == nil || got.Session != session {
+	if len(results) < 1 || results[0].KV == nil || results[0].KV.Session != session {
 		return Entry{}, &Error{Op: "acquire " + key, Err: errors.New("the transaction answered without the lock")}
 	}
-	return entryOf(got), nil
+	return written(results[0].KV, value), nil
+}
+
+// written is the entry a transaction's `lock` answered with, and the value
+// it wrote (Consul answers a write without it).
+func written(p *api.KVPair, value []byte) Entry {
+	e := entryOf(p)
+	e.Value = value
+	return e
 }
 
 // Proclaim writes value into key while session holds it, without a new term:
 // one transaction, `check-session`, then `lock` by the holder (which keeps
-// the session and the lock index), then `get`. It returns the entry as
-// written; ErrLockLost when session no longer holds key.
+// the session and the lock index). It returns the entry as written;
+// ErrLockLost when session no longer holds key.
 func (c *Client) Proclaim(ctx context.Context, key, session string, value []byte) (Entry, error) {
 	ops := api.TxnOps{
 		{KV: &api.KVTxnOp{Verb: api.KVCheckSession, Key: key, Session: session}},
 		{KV: &api.KVTxnOp{Verb: api.KVLock, Key: key, Session: session, Value: value, Flags: KeyFlags}},
-		{KV: &api.KVTxnOp{Verb: api.KVGet, Key: key}},
 	}
 	results, err := c.txn(ctx, "proclaim "+key, ops)
 	if isNotHeld(err) {
@@ -114,7 +115,7 @@ func (c *Client) Proclaim(ctx context.Context, key, session string, value []byte
 	if err != nil {
 		return Entry{}, err
 	}
-	return entryOf(results[2].KV), nil
+	return written(results[1].KV, value), nil
 }
 
 // Release unlocks key if session holds it, leaving value in place (the last

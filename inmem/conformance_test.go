@@ -189,7 +189,7 @@ func refusalsAreClassified(t *testing.T, s *service) {
 // maxLockValue is the largest value an acquire of key by session can carry:
 // the transaction's body, where the value is base64, is at most 512 KiB.
 func maxLockValue(key, session string) int {
-	room := 512*1024 - 2*len(key) - len(session) - 253
+	room := 512*1024 - len(key) - len(session) - 136
 	return room / 4 * 3
 }
 

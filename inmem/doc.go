@@ -22,7 +22,7 @@
 //     changed) takes the next one. A write that changes nothing (the same
 //     value, flags and session) is skipped and keeps its ModifyIndex, as
 //     Consul's state store does. Renewing a session is not a write.
-//   - Locks: Acquire is Consul's `lock` then `get` in one transaction. It is
+//   - Locks: Acquire is Consul's transaction `lock`, answered with the entry. It is
 //     refused with ErrLockDelay first, then ErrSessionGone for an unknown
 //     session, then ErrLockHeld; LockIndex counts acquisitions and starts
 //     again at 1 when the key is deleted; a session re-locking its own key

@@ -67,8 +67,8 @@ func (s *Store) prefixIndex(prefix string) uint64 {
 }
 
 // Acquire locks key for session, writing value and consul.KeyFlags, and
-// returns the entry after the lock: Consul's `lock` then `get` in one
-// transaction. It is refused, in this order, with ErrLockDelay while the key
+// returns the entry after the lock, as Consul's transaction `lock` answers
+// it. It is refused, in this order, with ErrLockDelay while the key
 // is in the lock-delay of an invalidated holder, ErrSessionGone when the
 // session does not exist, ErrLockHeld when another session holds the key.
 func (s *Store) Acquire(ctx context.Context, key, session string, value []byte) (consul.Entry, error) {
@@ -90,7 +90,7 @@ func (s *Store) lock(op, key, session string, value []byte) (consul.Entry, error
 	refuse := func(kind error, err error) (consul.Entry, error) {
 		return consul.Entry{}, &consul.Error{Op: op, Kind: kind, Err: err}
 	}
-	if n := b64(value) + 2*len(key) + len(session) + acquireTxnFixed; n > maxTxnBytes {
+	if n := b64(value) + len(key) + len(session) + acquireTxnFixed; n > maxTxnBytes {
 		return refuse(consul.ErrRejected, txnTooLarge(n))
 	}
 	if until, ok := s.lockDelays[key]; ok && time.Now().Before(until) {
@@ -334,7 +334,7 @@ func b64(value []byte) int { return base64.StdEncoding.EncodedLen(len(value)) }
 // values, keys, session IDs and tokens), measured on Consul from its "Request
 // body(N bytes) too large" answers.
 const (
-	acquireTxnFixed   = 253 // lock + get
+	acquireTxnFixed   = 136 // lock
 	releaseTxnFixed   = 138 // unlock
 	guardedTxnFixed   = 244 // check-session + set
 	checkIndexOpFixed = 124 // the check-index of a fence with a token

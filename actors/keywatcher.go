@@ -172,24 +172,35 @@ func (w *keyWatcher) Receive(c actor.Context) {
 // next leader's acquisition are two quick ones, not a burst). Otherwise, or
 // for a small watch, it reads again at once, so that the next change is seen
 // as soon as it is made.
+//
+// The pause is at most settleMax, or settleFreed after a listing that showed
+// keys freed: a candidate stopping releases thousands of keys in a row, which
+// the others wait for, while a burst of acquisitions (a cold start) only
+// tells the others what they need not try.
 const (
 	settleAbove = 1000
 	settleBurst = 16
 	settleQuick = 50 * time.Millisecond
 	settleRun   = 3
+	settleMax   = time.Second
+	settleFreed = 300 * time.Millisecond
 )
 
 // next starts the next blocking query, after a pause in a burst of a large
-// watch.
-func (w *keyWatcher) next(m *listed, changes int) {
+// watch; changed are the entries the listing changed.
+func (w *keyWatcher) next(m *listed, changed []protocol.KeyEntry) {
 	if m.took < settleQuick {
 		w.quick++
 	} else {
 		w.quick = 0
 	}
-	burst := changes > settleBurst || w.quick >= settleRun
+	burst := len(changed) > settleBurst || w.quick >= settleRun
 	if burst && len(m.entries)*w.shards > settleAbove {
-		w.calls.after(min(m.took*time.Duration(w.shards), time.Second), &relist{})
+		limit := settleMax
+		if slices.ContainsFunc(changed, func(e protocol.KeyEntry) bool { return e.Exists && e.Session == "" }) {
+			limit = settleFreed
+		}
+		w.calls.after(min(m.took*time.Duration(w.shards), limit), &relist{})
 		return
 	}
 	w.list()
@@ -264,7 +275,7 @@ func (w *keyWatcher) listed(c actor.Context, m *listed) {
 	msg := &protocol.KeysChanged{Entries: changed}
 	if !lostOurs {
 		w.deliver(c, msg)
-		w.next(m, len(changed))
+		w.next(m, changed)
 		return
 	}
 	// Keys our session held were released. If Consul invalidated the

@@ -422,9 +422,11 @@ func (r *electionRoot) stop(c actor.Context) {
 	}
 	r.stopping, r.stopReply = true, c.Sender()
 	r.waiting = map[string]bool{}
-	for resource, pid := range r.locks {
+	// In the keys' order: the releases then batch by key, and each
+	// transaction wakes the watchers of one or two shards, not of all.
+	for _, resource := range slices.Sorted(maps.Keys(r.locks)) {
 		r.waiting[resource] = true
-		c.Send(pid, &messages.Stop{})
+		c.Send(r.locks[resource], &messages.Stop{})
 	}
 	r.calls.after(r.eng.opts.DrainTimeout+stopTimeout, &stopTimedOut{})
 	if len(r.waiting) == 0 {

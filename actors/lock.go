@@ -53,6 +53,11 @@ type lockActor struct {
 	metadata map[string]string
 	// workerProps is the user's work while leading (Campaign.Worker).
 	workerProps *actor.Props
+	// requests bounds the asynchronous acquires and releases: it ends when
+	// the election stops. A lock's own stop leaves them to finish, and drops
+	// their answers; a context of each lock's own would cost it a few hundred
+	// bytes for as long as it lives.
+	requests context.Context
 
 	calls   *calls
 	parent  *actor.PID
@@ -444,7 +449,7 @@ func (l *lockActor) acquire() {
 		AcquiredAt: time.Now().UTC(), Metadata: l.metadata})
 	value := l.value
 	if async, ok := l.backend.(AsyncAcquirer); ok {
-		ctx, cancel := context.WithTimeout(l.calls.ctx, requestTimeout)
+		ctx, cancel := context.WithTimeout(l.requests, requestTimeout)
 		async.AcquireAsync(ctx, l.key, session.ID, value, func(entry consul.Entry, err error) {
 			cancel()
 			l.calls.deliver(&acquireDone{gen: gen, entry: entry, err: err})
@@ -583,7 +588,7 @@ func (l *lockActor) release(c actor.Context) {
 		}
 	}
 	if async, ok := l.backend.(AsyncReleaser); ok {
-		ctx, cancel := context.WithTimeout(l.calls.ctx, destroyTimeout)
+		ctx, cancel := context.WithTimeout(l.requests, destroyTimeout)
 		async.ReleaseAsync(ctx, l.key, session, value, func(err error) {
 			cancel()
 			failed(err)

@@ -32,9 +32,10 @@ type electionRoot struct {
 	candidatesOf map[string][]messages.Candidate // live ones, by resource
 	// campaignsChanged: the registry is to be told of the campaigns.
 	campaignsChanged bool
-	leading          map[string]bool // resources this candidate leads
-	pool             *pool           // the locks' dispatcher
-	full             bool            // with Balance: at its fair share, as the locks were last told
+	leading          map[string]bool  // resources this candidate leads
+	pool             *pool            // the locks' dispatcher
+	full             bool             // with Balance: at its fair share, as the locks were last told
+	lockStrategy     *restartStrategy // one for every lock: it keeps no state
 
 	current   protocol.SessionReady // ID "" while there is no session
 	entries   map[string]protocol.KeyEntry
@@ -179,7 +180,7 @@ func (r *electionRoot) start(c actor.Context) {
 	r.eng = &eng
 	r.calls = newCalls(c)
 	r.locks, r.entries, r.leading = map[string]*actor.PID{}, map[string]protocol.KeyEntry{}, map[string]bool{}
-	r.pool = newPool()
+	r.pool, r.lockStrategy = newPool(), newRestartStrategy(r.eng.logger, true)
 	r.appHealth = messages.SetHealth{Healthy: true}
 	// Each producer returns a fresh instance: a restarted child starts clean
 	// and asks for the current state with ChildStarted.
@@ -239,12 +240,14 @@ func (r *electionRoot) campaign(c actor.Context, m *messages.Campaign) {
 	}
 	resource, worker := m.Resource, m.Worker
 	producer := func() actor.Actor {
-		return &lockActor{engine: r.eng, resource: resource, key: r.eng.prefix + "/" + resource, metadata: metadata, workerProps: worker}
+		return &lockActor{engine: r.eng, resource: resource, key: r.eng.prefix + "/" + resource, metadata: metadata,
+			workerProps: worker, requests: r.calls.ctx}
 	}
 	// A prefix, not a name: a withdrawn lock may still be stopping when the
-	// resource is campaigned for again.
-	props := actor.PropsFromProducer(producer, actor.WithSupervisor(newRestartStrategy(r.eng.logger, true)),
-		actor.WithDispatcher(r.pool))
+	// resource is campaigned for again. The lock-free mailbox costs a lock
+	// tens of bytes while empty, the default's ring a few hundred.
+	props := actor.PropsFromProducer(producer, actor.WithSupervisor(r.lockStrategy),
+		actor.WithDispatcher(r.pool), actor.WithMailbox(actor.UnboundedLockfree()))
 	r.locks[resource] = c.SpawnPrefix(props, "lock-"+resource+"-")
 	r.campaigning(c)
 }

@@ -98,6 +98,7 @@ type restartSample struct {
 	sigterm  time.Time
 	keys     []string
 	takenIn  time.Duration // SIGTERM → the last of its keys held by another
+	taken    Sample        // SIGTERM → each of its keys held by another
 	missing  int           // its keys not held by another within the bound
 	stopTook time.Duration // its own Stop
 	exitIn   time.Duration // SIGTERM → process gone
@@ -744,6 +745,7 @@ func (f *fleet) restart(ctx context.Context, slot int) (restartSample, error) {
 			continue
 		}
 		last = max(last, e.at)
+		s.taken = append(s.taken, time.Duration(e.at-s.sigterm.UnixNano()))
 	}
 	if len(s.keys) > 0 && s.missing == 0 {
 		s.takenIn = time.Duration(last - s.sigterm.UnixNano())

@@ -167,7 +167,7 @@ func (f *fleet) report(res *fleetResult) ([]Row, []string) {
 		complete := true
 		for _, s := range res.restarts {
 			p := f.live[s.slot]
-			taken := s.takenIn.Round(time.Millisecond).String()
+			taken := fmt.Sprintf("%s (half of them after %s)", s.takenIn.Round(time.Millisecond), s.taken.Percentile(50).Round(time.Millisecond))
 			switch {
 			case len(s.keys) == 0:
 				taken = "nothing to take over"

@@ -25,6 +25,7 @@ type ScaleResult struct {
 	// the RSS is made of.
 	PeakStackBytes int64 // goroutine stacks
 	PeakHeapBytes  int64 // live and not yet swept heap objects
+	PeakLiveBytes  int64 // the heap the last GC found live: GOGC sets the next peak from it
 	PeakGoroutines int
 	Goroutines     int // once all were held (or at the timeout)
 	Requests       int64
@@ -66,14 +67,14 @@ func Scale(ctx context.Context, env *Env, n int, timeout time.Duration) (ScaleRe
 			errs.Add(1)
 		}
 	}
-	var peak, peakStack, peakHeap atomic.Int64
+	var peak, peakStack, peakHeap, peakLive atomic.Int64
 	sampleDone := make(chan struct{})
 	sampling := make(chan struct{})
 	go func() {
 		defer close(sampleDone)
 		tick := time.NewTicker(50 * time.Millisecond)
 		defer tick.Stop()
-		samples := []metrics.Sample{{Name: "/memory/classes/heap/stacks:bytes"}, {Name: "/memory/classes/heap/objects:bytes"}}
+		samples := []metrics.Sample{{Name: "/memory/classes/heap/stacks:bytes"}, {Name: "/memory/classes/heap/objects:bytes"}, {Name: "/gc/heap/live:bytes"}}
 		for {
 			if g := int64(runtime.NumGoroutine()); g > peak.Load() {
 				peak.Store(g)
@@ -84,6 +85,9 @@ func Scale(ctx context.Context, env *Env, n int, timeout time.Duration) (ScaleRe
 			}
 			if v := int64(samples[1].Value.Uint64()); v > peakHeap.Load() {
 				peakHeap.Store(v)
+			}
+			if v := int64(samples[2].Value.Uint64()); v > peakLive.Load() {
+				peakLive.Store(v)
 			}
 			select {
 			case <-sampling:
@@ -144,7 +148,7 @@ func Scale(ctx context.Context, env *Env, n int, timeout time.Duration) (ScaleRe
 	c.stop()
 	res.StopDuration = time.Since(t0)
 	res.PeakRSSBytes = peakRSS()
-	res.PeakStackBytes, res.PeakHeapBytes = peakStack.Load(), peakHeap.Load()
+	res.PeakStackBytes, res.PeakHeapBytes, res.PeakLiveBytes = peakStack.Load(), peakHeap.Load(), peakLive.Load()
 	res.PeakGoroutines = int(max(peak.Load(), int64(res.Goroutines)))
 	return res, ctx.Err()
 }
@@ -175,9 +179,9 @@ func ScaleFigure(res ScaleResult, timeout time.Duration, refLimit string) Figure
 		res.FirstHeldAfter.Round(time.Millisecond), res.HalfHeldAfter.Round(time.Millisecond), all)
 	f.notef("consul-elect: %d requests until all held or the bound (%s; %.1f MB of answers read), %d answered 429, %d transport errors, %d ElectionError events; bounded at %s; Stop took %s",
 		res.Requests, res.RequestsByOp, float64(res.BytesIn)/(1<<20), res.TooMany, res.Failed, res.ElectionErrors, timeout, res.StopDuration.Round(time.Millisecond))
-	f.notef("consul-elect: of the peak RSS, Go counted at most %.0f MB of goroutine stacks and %.0f MB of heap objects (sampled every 50 ms)",
-		float64(res.PeakStackBytes)/(1<<20), float64(res.PeakHeapBytes)/(1<<20))
-	f.notef("the key watcher reads the whole prefix after every change; at %d keys one read is %s and %.1f MB",
+	f.notef("consul-elect: of the peak RSS, Go counted at most %.0f MB of goroutine stacks and %.0f MB of heap objects, of which a GC found at most %.0f MB live (sampled every 50 ms)",
+		float64(res.PeakStackBytes)/(1<<20), float64(res.PeakHeapBytes)/(1<<20), float64(res.PeakLiveBytes)/(1<<20))
+	f.notef("one read of the whole prefix (the key watchers read one shard of it after each change): %d keys, %s, %.1f MB",
 		res.ListEntries, res.ListDuration.Round(time.Millisecond), float64(res.ListBytes)/(1<<20))
 	return f
 }

@@ -14,8 +14,10 @@ import (
 // sees, how many of its resources each candidate leads, and from the
 // registry how many live, healthy candidates campaign for them. With K
 // resources and P candidates its fair share is ⌈K/P⌉:
-//   - at its share, it is full: its locks leave free keys to the others for
-//     balanceHoldBack before taking them (the fair share fills first);
+//   - at its share, it is full: its locks leave a free key for
+//     balanceHoldBack to a peer below its share, if there is one other than
+//     the key's last holder (the fair share fills first; a candidate that
+//     stops, or one whose key an operator released, is not waited for);
 //   - above its share plus BalanceSlack, it hands the excess over, a few at a
 //     time, to candidates below their share (a switchover each: drain, then
 //     release, so terms never overlap).
@@ -25,7 +27,7 @@ import (
 const (
 	balanceEvery     = time.Second
 	balanceHoldBack  = time.Second
-	maxHandOversEach = 64 // hand-overs started per balanceEvery
+	maxHandOversEach = 1024 // hand-overs started per balanceEvery: 8 transactions of releases
 )
 
 // balance takes one step towards fair shares.
@@ -47,16 +49,6 @@ func (r *electionRoot) balance(c actor.Context) {
 		}
 	}
 	share := (len(r.locks) + len(peers)) / (len(peers) + 1) // ⌈K/P⌉
-	if full := len(r.leading) >= share; full != r.full {
-		r.full = full
-		for _, pid := range r.locks {
-			c.Send(pid, &protocol.Share{Full: full})
-		}
-	}
-	excess := len(r.leading) - share - BalanceSlack
-	if excess <= 0 {
-		return
-	}
 	// How far below its share each peer is, counted over our resources.
 	deficit := map[string]int{}
 	for id := range peers {
@@ -66,6 +58,23 @@ func (r *electionRoot) balance(c actor.Context) {
 		if holder := r.entries[resource].HolderID; r.entries[resource].Session != "" {
 			deficit[holder]--
 		}
+	}
+	var below []string
+	for id := range peers {
+		if deficit[id] > 0 {
+			below = append(below, id)
+		}
+	}
+	slices.Sort(below)
+	if now := (protocol.Share{Full: len(r.leading) >= share, Below: below}); now.Full != r.share.Full || !slices.Equal(now.Below, r.share.Below) {
+		r.share = &now
+		for _, pid := range r.locks {
+			c.Send(pid, r.share)
+		}
+	}
+	excess := len(r.leading) - share - BalanceSlack
+	if excess <= 0 {
+		return
 	}
 	handed := 0
 	for _, resource := range slices.Sorted(maps.Keys(r.leading)) {

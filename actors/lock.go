@@ -88,8 +88,8 @@ type lockActor struct {
 	heldBack    bool                 // the key, free as last seen, was left to another once
 	holdBackAt  *time.Timer          // ends a hold-back; stopped when the key changes
 	preemptAt   *time.Timer
-	handingOver bool // the term ends in a switchover: after the release, hold off too
-	full        bool // with Balance: this candidate leads its fair share
+	handingOver bool            // the term ends in a switchover: after the release, hold off too
+	share       *protocol.Share // with Balance: this candidate's share, as the root last said
 }
 
 type (
@@ -211,7 +211,7 @@ func (l *lockActor) Receive(c actor.Context) {
 		l.preempt(c)
 		l.consider(c)
 	case *protocol.Share:
-		l.full = m.Full
+		l.share = m
 	case *protocol.HandOver:
 		if l.state == leading {
 			l.logger.Info("handing over for fair shares", zap.String("resource", l.resource), zap.String("to", m.To))
@@ -401,8 +401,8 @@ func (l *lockActor) holdBack() time.Duration {
 			return priorityHoldBack + max(l.entry.HolderLockDelay, 0)
 		}
 	}
-	if l.full {
-		return balanceHoldBack // leave it to a candidate below its share
+	if l.share != nil && l.share.Full && slices.ContainsFunc(l.share.Below, func(id string) bool { return id != l.entry.HolderID }) {
+		return balanceHoldBack // leave it to a peer below its share
 	}
 	return 0
 }

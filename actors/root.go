@@ -34,7 +34,7 @@ type electionRoot struct {
 	campaignsChanged bool
 	leading          map[string]bool  // resources this candidate leads
 	pool             *pool            // the locks' dispatcher
-	full             bool             // with Balance: at its fair share, as the locks were last told
+	share            *protocol.Share  // with Balance: as the locks were last told
 	lockStrategy     *restartStrategy // one for every lock: it keeps no state
 
 	current   protocol.SessionReady // ID "" while there is no session
@@ -180,7 +180,7 @@ func (r *electionRoot) start(c actor.Context) {
 	r.eng = &eng
 	r.calls = newCalls(c)
 	r.locks, r.entries, r.leading = map[string]*actor.PID{}, map[string]protocol.KeyEntry{}, map[string]bool{}
-	r.pool, r.lockStrategy = newPool(), newRestartStrategy(r.eng.logger, true)
+	r.pool, r.lockStrategy, r.share = newPool(), newRestartStrategy(r.eng.logger, true), &protocol.Share{}
 	r.appHealth = messages.SetHealth{Healthy: true}
 	// Each producer returns a fresh instance: a restarted child starts clean
 	// and asks for the current state with ChildStarted.
@@ -266,7 +266,7 @@ func (r *electionRoot) childStarted(c actor.Context, m *protocol.ChildStarted) {
 	}
 	if m.Resource != "" {
 		c.Send(child, &protocol.CandidatesChanged{Candidates: r.candidatesOf[m.Resource]})
-		c.Send(child, &protocol.Share{Full: r.full})
+		c.Send(child, r.share)
 	}
 	if child.Equal(r.registry) {
 		r.campaigning(c)

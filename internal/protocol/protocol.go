@@ -168,9 +168,12 @@ type Leading struct {
 
 // Share is sent by the root to every lock, with Options.Balance, when this
 // candidate reaches its fair share of the resources (Full) or falls below
-// it: a full candidate leaves free keys to the others for a while.
+// it, or when the peers below theirs change: a full candidate leaves a free
+// key for a while to a peer below its share (Below, by id) other than the
+// key's last holder. Locks share one Share; nobody changes it.
 type Share struct {
-	Full bool
+	Full  bool
+	Below []string
 }
 
 // HandOver is sent by the root to lock[resource], with Options.Balance, to

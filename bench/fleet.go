@@ -128,9 +128,10 @@ type fleet struct {
 	allHeldAt  int64                   // the At of the acquisition that made all held, first
 	// The same for the first acquisition and for half of them.
 	firstHeldAt, halfHeldAt int64
-	errors                  map[string]int // ElectionError reported in full, by op and message
-	allShares               []int          // keys per live proc when all were first held
-	snaps                   int            // "snap" requests sent, for their sequence numbers
+	errors                  map[string]int  // ElectionError reported in full, by op and message
+	allShares               []int           // keys per live proc when all were first held
+	mostAtEnd               [phaseCount]int // the largest share of one proc as a phase ended
+	snaps                   int             // "snap" requests sent, for their sequence numbers
 	phase                   int
 	phaseStart              [phaseCount + 1]int64
 	readers                 sync.WaitGroup
@@ -296,6 +297,9 @@ func (f *fleet) run(ctx context.Context) (*fleetResult, error) {
 func (f *fleet) setPhase(phase int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	for _, p := range f.live {
+		f.mostAtEnd[f.phase] = max(f.mostAtEnd[f.phase], p.held)
+	}
 	f.phase = phase
 	f.phaseStart[phase] = time.Now().UnixNano()
 }

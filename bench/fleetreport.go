@@ -52,6 +52,11 @@ func (f *fleet) report(res *fleetResult) ([]Row, []string) {
 			With(fmt.Sprintf("%d of %d; fair 1/P = %.0f%%", most, cfg.FleetResources, 100/float64(cfg.FleetProcesses))), ""))
 		notef("cold start: keys per candidate when all were first held: %v", f.allShares)
 	}
+	if res.idleWindow > 0 {
+		notef("largest share of one candidate as a phase ended (fair: %d): cold start and settle %d, idle %d, churn %d, rolling restart %d",
+			(cfg.FleetResources+cfg.FleetProcesses-1)/cfg.FleetProcesses, f.mostAtEnd[phaseCold], f.mostAtEnd[phaseIdle],
+			f.mostAtEnd[phaseChurn], f.mostAtEnd[phaseRolling])
+	}
 	readyIn := make([]string, len(res.readyIn))
 	for i, d := range res.readyIn {
 		readyIn[i] = d.Round(time.Millisecond).String()

@@ -23,7 +23,10 @@ type Env struct {
 	// Operator destroys sessions and watches keys for the harness itself.
 	Operator *consul.Client
 	// Prefix is this run's KV prefix; each figure takes a sub-prefix.
-	Prefix   string
+	Prefix string
+	// AllHeld, when set, is called by figure 5 once every resource is held,
+	// before anything else is measured (electbench writes its heap profile).
+	AllHeld  func()
 	progress io.Writer
 	seq      atomic.Int64
 }

@@ -123,6 +123,9 @@ func Scale(ctx context.Context, env *Env, n int, timeout time.Duration) (ScaleRe
 		res.AllHeldAfter = res.Elapsed
 	}
 	res.Held = int(held.Load())
+	if all && env.AllHeld != nil {
+		env.AllHeld()
+	}
 	res.FirstHeldAfter, res.HalfHeldAfter = time.Duration(first.Load()), time.Duration(half.Load())
 	res.Goroutines = runtime.NumGoroutine()
 	counts := c.meter.Snapshot()

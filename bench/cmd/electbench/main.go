@@ -70,7 +70,7 @@ func main() {
 	scaleChild := flag.Bool("scale-child", false, "internal: run figure 5 in this process against -consul and print JSON")
 	consulURL := flag.String("consul", "", "internal (with -scale-child): the agent's URL")
 	cpuProfile := flag.String("scale-cpuprofile", "", "figure 5: write a CPU profile of the scale run to this file")
-	memProfile := flag.String("scale-memprofile", "", "figure 5: write a heap profile (with every allocation of the run: go tool pprof -sample_index=alloc_space) to this file")
+	memProfile := flag.String("scale-memprofile", "", "figure 5: write a heap profile to this file once every resource is held (go tool pprof -sample_index=inuse_space: the live heap then; alloc_space: every allocation until then)")
 	flag.IntVar(&cfg.FleetProcesses, "p", cfg.FleetProcesses, "figure 7: candidate processes")
 	flag.IntVar(&cfg.FleetResources, "k", cfg.FleetResources, "figure 7: resources, shared by every candidate")
 	flag.DurationVar(&cfg.FleetIdle, "fleet-idle", cfg.FleetIdle, "figure 7: how long idle requests are counted")
@@ -265,13 +265,14 @@ func runScaleChild(ctx context.Context, url string, cfg bench.Config, cpuProfile
 	defer env.Close()
 	if memProfile != "" {
 		runtime.MemProfileRate = 64 * 1024
-	}
-	res, err := bench.Scale(ctx, env, cfg.ScaleResources, cfg.ScaleTimeout)
-	if memProfile != "" {
-		if perr := writeHeapProfile(memProfile); perr != nil {
-			fmt.Fprintln(os.Stderr, perr)
+		env.AllHeld = func() {
+			runtime.GC() // the profile's in-use figures are as of the last GC
+			if err := writeHeapProfile(memProfile); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+			}
 		}
 	}
+	res, err := bench.Scale(ctx, env, cfg.ScaleResources, cfg.ScaleTimeout)
 	if jerr := json.NewEncoder(os.Stdout).Encode(res); jerr != nil {
 		fmt.Fprintln(os.Stderr, jerr)
 		return 1

@@ -18,59 +18,19 @@ import (
 )
 
 // ledger records the terms of several candidates for several resources,
-// with their fencing tokens, from the engine's own LeadershipAcquired and
-// LeadershipLost.
-type ledger struct {
-	mu    sync.Mutex
-	terms []tokenTerm
-}
-
-type tokenTerm struct {
-	id, resource string
-	token        uint64
-	from, to     time.Time
-	reason       messages.Reason
-}
-
-// ledgerObserver is the Observer of candidate id.
-type ledgerObserver struct {
-	l  *ledger
-	id string
-}
-
-func (o ledgerObserver) Event(evt messages.Event) {
-	o.l.mu.Lock()
-	defer o.l.mu.Unlock()
-	switch m := evt.(type) {
-	case messages.LeadershipAcquired:
-		o.l.terms = append(o.l.terms, tokenTerm{id: o.id, resource: m.Resource, token: m.FencingToken, from: m.At})
-	case messages.LeadershipLost:
-		for i := range o.l.terms {
-			if t := &o.l.terms[i]; t.id == o.id && t.resource == m.Resource && t.to.IsZero() {
-				t.to, t.reason = m.At, m.Reason
-			}
-		}
-	}
-}
-func (ledgerObserver) Refreshed(time.Time, time.Duration, error) {}
-func (ledgerObserver) ConsulError(string, error)                 {}
-
-func (l *ledger) snapshot() []tokenTerm {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return slices.Clone(l.terms)
-}
+// with their fencing tokens.
+type ledger struct{ termLog }
 
 // check fails the test if two terms of a resource overlapped, or if a
 // resource's fencing tokens did not increase from one term to the next.
 func (l *ledger) check(t *testing.T) {
 	t.Helper()
-	byResource := map[string][]tokenTerm{}
-	for _, term := range l.snapshot() {
-		byResource[term.resource] = append(byResource[term.resource], term)
+	byResource := map[string][]term{}
+	for _, tm := range l.snapshot() {
+		byResource[tm.resource] = append(byResource[tm.resource], tm)
 	}
 	for resource, terms := range byResource {
-		slices.SortFunc(terms, func(a, b tokenTerm) int { return a.from.Compare(b.from) })
+		slices.SortFunc(terms, func(a, b term) int { return a.from.Compare(b.from) })
 		for i := 1; i < len(terms); i++ {
 			prev, next := terms[i-1], terms[i]
 			if prev.to.IsZero() || next.from.Before(prev.to) {
@@ -85,9 +45,9 @@ func (l *ledger) check(t *testing.T) {
 
 // leaderOf is the candidate whose term of resource is open, if any.
 func (l *ledger) leaderOf(resource string) string {
-	for _, term := range l.snapshot() {
-		if term.resource == resource && term.to.IsZero() {
-			return term.id
+	for _, tm := range l.snapshot() {
+		if tm.resource == resource && tm.to.IsZero() {
+			return tm.id
 		}
 	}
 	return ""
@@ -123,7 +83,7 @@ func startProxied(t *testing.T, l *ledger, id string, configure ...func(*consule
 	t.Cleanup(func() { _ = proxy.Close() }) // after the candidate's Stop
 	opts := options(t, id)
 	opts.ConsulAddress = proxy.URL()
-	opts.Observer = ledgerObserver{l: l, id: id}
+	opts.Observer = recorder{log: &l.termLog, id: id}
 	if testing.Verbose() {
 		opts.Logger = zaptest.NewLogger(t).With(zap.String("via", proxy.URL()))
 	}

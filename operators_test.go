@@ -21,42 +21,54 @@ import (
 // fleet is a few candidates for one resource in one test, with a record of
 // every term, to check that none overlap.
 type fleet struct {
+	termLog
 	t        *testing.T
 	resource string
 	byID     map[string]*consulelect.Election
+}
 
+// termLog records the terms of candidates, with their fencing tokens, from
+// the engine's own LeadershipAcquired and LeadershipLost.
+type termLog struct {
 	mu    sync.Mutex
 	terms []term
-	wake  chan struct{}
+	wake  chan struct{} // nil, or told after each event
 }
 
 type term struct {
 	id, resource string
+	token        uint64
 	from, to     time.Time
 	reason       messages.Reason
 }
 
+func (l *termLog) snapshot() []term {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.terms)
+}
+
 // recorder is an Observer that records one candidate's terms.
 type recorder struct {
-	f  *fleet
-	id string
+	log *termLog
+	id  string
 }
 
 func (r recorder) Event(evt messages.Event) {
-	r.f.mu.Lock()
+	r.log.mu.Lock()
 	switch m := evt.(type) {
 	case messages.LeadershipAcquired:
-		r.f.terms = append(r.f.terms, term{id: r.id, resource: m.Resource, from: m.At})
+		r.log.terms = append(r.log.terms, term{id: r.id, resource: m.Resource, token: m.FencingToken, from: m.At})
 	case messages.LeadershipLost:
-		for i := range r.f.terms {
-			if t := &r.f.terms[i]; t.id == r.id && t.resource == m.Resource && t.to.IsZero() {
+		for i := range r.log.terms {
+			if t := &r.log.terms[i]; t.id == r.id && t.resource == m.Resource && t.to.IsZero() {
 				t.to, t.reason = m.At, m.Reason
 			}
 		}
 	}
-	r.f.mu.Unlock()
+	r.log.mu.Unlock()
 	select {
-	case r.f.wake <- struct{}{}:
+	case r.log.wake <- struct{}{}:
 	default:
 	}
 }
@@ -64,7 +76,7 @@ func (recorder) Refreshed(time.Time, time.Duration, error) {}
 func (recorder) ConsulError(string, error)                 {}
 
 func newFleet(t *testing.T, resource string) *fleet {
-	return &fleet{t: t, resource: resource, byID: map[string]*consulelect.Election{}, wake: make(chan struct{}, 1)}
+	return &fleet{termLog: termLog{wake: make(chan struct{}, 1)}, t: t, resource: resource, byID: map[string]*consulelect.Election{}}
 }
 
 // join starts candidate id with priority and has it campaign.
@@ -72,7 +84,7 @@ func (f *fleet) join(id string, priority int, configure ...func(*consulelect.Opt
 	f.t.Helper()
 	opts := options(f.t, id)
 	opts.Priority = priority
-	opts.Observer = recorder{f: f, id: id}
+	opts.Observer = recorder{log: &f.termLog, id: id}
 	for _, c := range configure {
 		c(&opts)
 	}
@@ -143,12 +155,6 @@ func (f *fleet) awaitCandidates(e *consulelect.Election, ids ...string) []messag
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-func (f *fleet) snapshot() []term {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return slices.Clone(f.terms)
 }
 
 // noOverlap fails if two terms of one resource overlapped.
@@ -401,7 +407,7 @@ func TestBalanceSharesResourcesFairly(t *testing.T) {
 	start := func(id string) *consulelect.Election {
 		opts := options(t, id)
 		balanced(&opts)
-		opts.Observer = recorder{f: f, id: id}
+		opts.Observer = recorder{log: &f.termLog, id: id}
 		e := start(t, opts)
 		f.byID[id] = e
 		return e

@@ -126,7 +126,6 @@ var behaviours = []struct {
 	{"NewLeaderIsNotDeposedByAnObservationOlderThanItsAcquisition", false, notDeposedByStaleObservation},
 	{"KeyDeletedRightAfterTheAcquisitionIsNoticed", false, deletedRightAfterAcquisition},
 	{"RegistryForgetsCandidatesGoneForAWhile", false, registryForgetsTheGone},
-	{"AcquireNotSentYetIsGivenUpWhenAnotherTakesTheKey", false, acquireGivenUpWhenTaken},
 }
 
 func TestEngineBehavesAlikeOnConsulAndInMemory(t *testing.T) {
@@ -520,63 +519,5 @@ func registryForgetsTheGone(t *testing.T, svc *lockService) {
 	}
 	if st := a.state(resource); len(st.Candidates) != 2 {
 		t.Fatalf("live candidates %+v; want a and b", st.Candidates)
-	}
-}
-
-// heldFirstAcquire keeps the first asynchronous acquire of a lock key
-// waiting, as a batcher with a backlog would, until the test answers it;
-// the others go through.
-type heldFirstAcquire struct {
-	actors.Backend
-	prefix string
-	held   chan heldAcquire
-	once   atomic.Bool
-}
-
-type heldAcquire struct {
-	ctx  context.Context
-	done func(consul.Entry, error)
-}
-
-func (h *heldFirstAcquire) AcquireAsync(ctx context.Context, key, session string, value []byte, done func(consul.Entry, error)) {
-	if strings.HasPrefix(key, h.prefix+"/") && h.once.CompareAndSwap(false, true) {
-		h.held <- heldAcquire{ctx: ctx, done: done}
-		return
-	}
-	go func() { done(h.Backend.Acquire(ctx, key, session, value)) }()
-}
-
-// acquireGivenUpWhenTaken: a lock whose acquire has not been sent yet gives
-// it up when it sees another session take the key (sent, it would only fail,
-// and roll back the other acquires of its transaction), and acquires again
-// once the key is free.
-func acquireGivenUpWhenTaken(t *testing.T, svc *lockService) {
-	optsA := svc.options("alpha")
-	held := &heldFirstAcquire{Backend: svc.backend, prefix: optsA.KeyPrefix, held: make(chan heldAcquire, 1)}
-	optsA.Backend = held
-	a := startCandidate(t, optsA)
-	a.campaign(resource)
-	var req heldAcquire
-	select {
-	case req = <-held.held:
-	case <-time.After(15 * time.Second):
-		t.Fatal("alpha did not try to acquire")
-	}
-	b := startCandidate(t, svc.options("beta"))
-	b.campaign(resource)
-	won := await[messages.LeadershipAcquired](b, 15*time.Second, nil)
-	select {
-	case <-req.ctx.Done():
-		if !errors.Is(req.ctx.Err(), context.Canceled) {
-			t.Fatalf("alpha's acquire ended with %v; want it given up (canceled)", req.ctx.Err())
-		}
-	case <-time.After(5 * time.Second): // before its deadline
-		t.Fatal("alpha's acquire was not given up after beta took the key")
-	}
-	req.done(consul.Entry{}, req.ctx.Err()) // as the batcher answers a request given up before it was sent
-	await[messages.LeaderChanged](a, 10*time.Second, func(l messages.LeaderChanged) bool { return l.LeaderID == "beta" })
-	b.stop()
-	if got := await[messages.LeadershipAcquired](a, 15*time.Second, nil); got.FencingToken <= won.FencingToken {
-		t.Fatalf("alpha leads with token %d, not above beta's %d", got.FencingToken, won.FencingToken)
 	}
 }

@@ -66,9 +66,6 @@ type lockActor struct {
 	entry   protocol.KeyEntry
 	known   bool   // entry has been received
 	gen     uint64 // tags acquire results
-	// cancelAcquire gives up the asynchronous acquire in flight: one still
-	// waiting in the batcher is then not sent.
-	cancelAcquire context.CancelFunc
 
 	// The current term, while leading or draining.
 	token    uint64 // fencing token
@@ -297,16 +294,6 @@ func (l *lockActor) observe(c actor.Context, e protocol.KeyEntry) {
 		l.calls.cancelTimer(l.holdBackAt)
 		l.holdBackAt = nil
 	}
-	if l.state == acquiring && e.Session != "" && e.Session != l.session.ID && l.cancelAcquire != nil {
-		// Another session holds the key: an acquire still waiting in the
-		// batcher would fail, and roll back the other acquires of its
-		// transaction with it. If it was sent and lands all the same, the
-		// next KeyState shows our session holding the key, and consider()
-		// takes it up.
-		l.gen++
-		l.state = follower
-		l.cancelAcquire()
-	}
 	switch {
 	case l.state == leading && e.Exists && e.Session == l.session.ID && e.Handover != nil && e.Handover.To != l.opts.CandidateID:
 		l.handOver(c, e.Handover.To) // a switchover, asked by an operator or another candidate
@@ -463,7 +450,6 @@ func (l *lockActor) acquire() {
 	value := l.value
 	if async, ok := l.backend.(AsyncAcquirer); ok {
 		ctx, cancel := context.WithTimeout(l.requests, requestTimeout)
-		l.cancelAcquire = cancel
 		async.AcquireAsync(ctx, l.key, session.ID, value, func(entry consul.Entry, err error) {
 			cancel()
 			l.calls.deliver(&acquireDone{gen: gen, entry: entry, err: err})

@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"context"
 	"sync"
 	"time"
 
@@ -21,6 +22,11 @@ type engine struct {
 	// closeBackend, when set, closes the client NewProps made.
 	closeBackend func()
 	timing       Timing
+	// requests bounds the locks' asynchronous acquires and releases: it ends
+	// when the election stops. A lock's own stop leaves them to finish, and
+	// drops their answers; a context of each lock's own would cost it a few
+	// hundred bytes for as long as it lives.
+	requests context.Context
 	// refreshes is when the session was last refreshed, written by renewal
 	// and read by the locks when they step down (for LeadershipLost.StopBy).
 	refreshes *refreshes

@@ -53,11 +53,6 @@ type lockActor struct {
 	metadata map[string]string
 	// workerProps is the user's work while leading (Campaign.Worker).
 	workerProps *actor.Props
-	// requests bounds the asynchronous acquires and releases: it ends when
-	// the election stops. A lock's own stop leaves them to finish, and drops
-	// their answers; a context of each lock's own would cost it a few hundred
-	// bytes for as long as it lives.
-	requests context.Context
 
 	calls   *calls
 	parent  *actor.PID

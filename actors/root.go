@@ -177,8 +177,9 @@ func (r *electionRoot) Receive(c actor.Context) {
 func (r *electionRoot) start(c actor.Context) {
 	eng := r.base
 	eng.bus = newEventBus(c.ActorSystem(), eng.opts.Observer, eng.logger)
-	r.eng = &eng
 	r.calls = newCalls(c)
+	eng.requests = r.calls.ctx
+	r.eng = &eng
 	r.locks, r.entries, r.leading = map[string]*actor.PID{}, map[string]protocol.KeyEntry{}, map[string]bool{}
 	r.pool, r.lockStrategy, r.share = newPool(), newRestartStrategy(r.eng.logger, true), &protocol.Share{}
 	r.appHealth = messages.SetHealth{Healthy: true}
@@ -240,8 +241,7 @@ func (r *electionRoot) campaign(c actor.Context, m *messages.Campaign) {
 	}
 	resource, worker := m.Resource, m.Worker
 	producer := func() actor.Actor {
-		return &lockActor{engine: r.eng, resource: resource, key: r.eng.prefix + "/" + resource, metadata: metadata,
-			workerProps: worker, requests: r.calls.ctx}
+		return &lockActor{engine: r.eng, resource: resource, key: r.eng.prefix + "/" + resource, metadata: metadata, workerProps: worker}
 	}
 	// A prefix, not a name: a withdrawn lock may still be stopping when the
 	// resource is campaigned for again. The lock-free mailbox costs a lock

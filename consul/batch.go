@@ -59,15 +59,41 @@ func txnOpsFor(v string) int {
 	return txnOpsFrom114
 }
 
-// bodySize estimates the JSON body ops add to a transaction.
-func bodySize(ops api.TxnOps) int {
-	n := 0
-	for _, op := range ops {
-		if op.KV != nil {
-			n += base64.StdEncoding.EncodedLen(len(op.KV.Value)) + len(op.KV.Key) + len(op.KV.Session) + 140
+// txnSize adds up the operations of a batch and the JSON body they make, as
+// batchOps sends them: a check-session already in the batch adds nothing.
+type txnSize struct {
+	ops, bytes int
+	checks     map[[2]string]bool
+}
+
+// adds is what req would add to the batch.
+func (s *txnSize) adds(req *txnRequest) (ops, bytes int) {
+	for _, op := range req.ops {
+		if kv := op.KV; kv != nil && !(kv.Verb == api.KVCheckSession && s.checks[[2]string{kv.Key, kv.Session}]) {
+			ops++
+			bytes += base64.StdEncoding.EncodedLen(len(kv.Value)) + len(kv.Key) + len(kv.Session) + 140
 		}
 	}
-	return n
+	return ops, bytes
+}
+
+// fits reports whether req fits in the batch within the limits.
+func (s *txnSize) fits(req *txnRequest, maxOps, maxBytes int) bool {
+	ops, bytes := s.adds(req)
+	return s.ops+ops <= maxOps && s.bytes+bytes <= maxBytes
+}
+
+func (s *txnSize) add(req *txnRequest) {
+	ops, bytes := s.adds(req)
+	s.ops, s.bytes = s.ops+ops, s.bytes+bytes
+	for _, op := range req.ops {
+		if kv := op.KV; kv != nil && kv.Verb == api.KVCheckSession {
+			if s.checks == nil {
+				s.checks = map[[2]string]bool{}
+			}
+			s.checks[[2]string{kv.Key, kv.Session}] = true
+		}
+	}
 }
 
 const (
@@ -212,7 +238,7 @@ func (b *batcher) run() {
 		b.mu.Lock()
 		maxOps, maxBytes := b.limits.ops(), b.limits.bytes
 		var batch, abandoned, waiting []*txnRequest
-		n, size := 0, 0
+		var size txnSize
 	gather:
 		for i, req := range b.pending {
 			switch {
@@ -220,13 +246,13 @@ func (b *batcher) run() {
 				abandoned = append(abandoned, req) // given up before it was sent
 			case b.busy[keyOf(req)]:
 				waiting = append(waiting, req)
-			case len(batch) > 0 && (n+len(req.ops) > maxOps || size+bodySize(req.ops) > maxBytes):
+			case len(batch) > 0 && !size.fits(req, maxOps, maxBytes):
 				waiting = append(waiting, b.pending[i:]...) // for the next batch
 				break gather
 			default:
 				batch = append(batch, req)
 				b.busy[keyOf(req)] = true
-				n, size = n+len(req.ops), size+bodySize(req.ops)
+				size.add(req)
 			}
 		}
 		b.pending = waiting
@@ -265,14 +291,7 @@ func keyOf(req *txnRequest) string { return req.ops[0].KV.Key }
 func (b *batcher) send(batch []*txnRequest) {
 	failures := 0 // answers in a row worth retrying
 	for len(batch) > 0 {
-		ops := api.TxnOps{}
-		owner := []int{} // op index → request index
-		for i, req := range batch {
-			ops = append(ops, req.ops...)
-			for range req.ops {
-				owner = append(owner, i)
-			}
-		}
+		ops, owners, at := batchOps(batch)
 		ctx, cancel := batchContext(batch)
 		var (
 			ok   bool
@@ -291,18 +310,21 @@ func (b *batcher) send(batch []*txnRequest) {
 		cancel()
 		switch {
 		case err == nil && ok:
-			// Every operation the batcher sends (lock, get, unlock) has one
-			// result.
-			at := 0
-			for _, req := range batch {
-				end := min(at+len(req.ops), len(resp.Results))
-				req.done(txnResult{results: resp.Results[min(at, end):end]})
-				at += len(req.ops)
+			// Every operation the batcher sends (lock, unlock, check-session)
+			// has one result.
+			for i, req := range batch {
+				results := make(api.TxnResults, 0, len(at[i]))
+				for _, j := range at[i] {
+					if j < len(resp.Results) {
+						results = append(results, resp.Results[j])
+					}
+				}
+				req.done(txnResult{results: results})
 			}
 			return
 		case err == nil:
 			failures = 0
-			batch = rolledBack(batch, owner, resp)
+			batch = rolledBack(batch, owners, resp)
 		case len(batch) > 1 && isTooLong(err):
 			for _, part := range b.shorten(batch, len(ops), err) {
 				b.send(part)
@@ -320,13 +342,40 @@ func (b *batcher) send(batch []*txnRequest) {
 	}
 }
 
+// batchOps are the operations of a batch's transaction, with the requests
+// that own each (owners) and each request's operations in it (at). A
+// check-session that an earlier request of the batch makes already (the
+// guard of transfers to one successor) is made once, for all of them.
+func batchOps(batch []*txnRequest) (ops api.TxnOps, owners [][]int, at [][]int) {
+	checks := map[[2]string]int{}
+	at = make([][]int, len(batch))
+	for i, req := range batch {
+		for _, op := range req.ops {
+			if kv := op.KV; kv != nil && kv.Verb == api.KVCheckSession {
+				if j, ok := checks[[2]string{kv.Key, kv.Session}]; ok {
+					owners[j] = append(owners[j], i)
+					at[i] = append(at[i], j)
+					continue
+				}
+				checks[[2]string{kv.Key, kv.Session}] = len(ops)
+			}
+			at[i] = append(at[i], len(ops))
+			owners = append(owners, []int{i})
+			ops = append(ops, op)
+		}
+	}
+	return ops, owners, at
+}
+
 // rolledBack answers the requests whose operations failed, with Consul's
 // reasons, and returns the others, to be sent again.
-func rolledBack(batch []*txnRequest, owner []int, resp *api.TxnResponse) []*txnRequest {
+func rolledBack(batch []*txnRequest, owners [][]int, resp *api.TxnResponse) []*txnRequest {
 	failed := map[int][]string{}
 	for _, e := range resp.Errors {
-		if e.OpIndex >= 0 && e.OpIndex < len(owner) {
-			failed[owner[e.OpIndex]] = append(failed[owner[e.OpIndex]], e.What)
+		if e.OpIndex >= 0 && e.OpIndex < len(owners) {
+			for _, i := range owners[e.OpIndex] {
+				failed[i] = append(failed[i], e.What)
+			}
 		}
 	}
 	if len(failed) == 0 { // a rollback that names no operation: fail them all
@@ -374,13 +423,13 @@ func (b *batcher) shorten(batch []*txnRequest, ops int, err error) [][]*txnReque
 	maxOps = min(maxOps, max(1, ops/2))
 	var parts [][]*txnRequest
 	var part []*txnRequest
-	n, size := 0, 0
+	var size txnSize
 	for _, req := range batch {
-		if len(part) > 0 && (n+len(req.ops) > maxOps || size+bodySize(req.ops) > maxBytes) {
-			parts, part, n, size = append(parts, part), nil, 0, 0
+		if len(part) > 0 && !size.fits(req, maxOps, maxBytes) {
+			parts, part, size = append(parts, part), nil, txnSize{}
 		}
 		part = append(part, req)
-		n, size = n+len(req.ops), size+bodySize(req.ops)
+		size.add(req)
 	}
 	if len(parts) == 0 { // one request already: split it from the others anyway
 		return [][]*txnRequest{part[:len(part)/2], part[len(part)/2:]}

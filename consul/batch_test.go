@@ -322,6 +322,77 @@ func TestThousandsOfConcurrentReleasesAreBatchedWithoutTooManyRequests(t *testin
 	}
 }
 
+// TestConcurrentTransfersShareTheirSuccessorsCheck hands thousands of keys
+// to a successor at once, as a Stop does: each transaction checks the
+// successor's guard once, not once per key. Then a successor whose guard is
+// gone fails only its own transfers.
+func TestConcurrentTransfersShareTheirSuccessorsCheck(t *testing.T) {
+	rec := newRecorder()
+	client := recordedClient(t, agent.URL(), 0, rec)
+	ctx := t.Context()
+	ours, b, c := session(t, client, 0), session(t, client, 0), session(t, client, 0)
+	const n, mixed = 2000, 200
+	prefix := fresh("transfer")
+	keys := keysUnder(prefix, n+mixed)
+	acquireAll(t, client, ours, keys)
+	toB, toC := consul.Successor{Session: b, Guard: prefix + "-guard/b"}, consul.Successor{Session: c, Guard: prefix + "-guard/c"}
+	if _, err := client.Acquire(ctx, toB.Guard, b, nil); err != nil {
+		t.Fatal(err)
+	}
+	transfer := func(keys []string, to func(i int) consul.Successor) []error {
+		errs := make([]error, len(keys))
+		var wg sync.WaitGroup
+		for i, key := range keys {
+			wg.Go(func() { _, errs[i] = client.Transfer(ctx, key, ours, to(i), []byte("handed over")) })
+		}
+		wg.Wait()
+		return errs
+	}
+
+	rec.reset()
+	for i, err := range transfer(keys[:n], func(int) consul.Successor { return toB }) {
+		if err != nil {
+			t.Fatalf("transfer of %s: %v", keys[i], err)
+		}
+	}
+	got := rec.snapshot()
+	t.Logf("%d concurrent transfers to one successor: %d transactions of %v operations", n, got.txns, got.txnOps)
+	for _, ops := range got.txnOps {
+		if ops > 128 {
+			t.Fatalf("a transaction of %d operations; Consul takes at most 128", ops)
+		}
+	}
+	// Two operations a key and one check a transaction: ~32 transactions;
+	// at three operations a key, 47 at least.
+	if got.txns >= 40 {
+		t.Fatalf("%d transactions for %d transfers; the successor's check is not shared", got.txns, n)
+	}
+
+	// Half to b, half to c: c's are refused, b's go through.
+	errs := transfer(keys[n:], func(i int) consul.Successor {
+		if i%2 == 1 {
+			return toC
+		}
+		return toB
+	})
+	for i, err := range errs {
+		if refused := i%2 == 1; errors.Is(err, consul.ErrTransferRefused) != refused || (err != nil) != refused {
+			t.Fatalf("transfer of %s: %v; refused: want %v", keys[n+i], err, refused)
+		}
+	}
+	entries, _, err := client.ListPrefix(ctx, prefix+"/", 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := map[string]int{}
+	for _, e := range entries {
+		held[e.Session]++
+	}
+	if held[b] != n+mixed/2 || held[ours] != mixed/2 || held[c] != 0 {
+		t.Fatalf("after the transfers: %d held by b, %d still ours, %d by c; want %d, %d, 0", held[b], held[ours], held[c], n+mixed/2, mixed/2)
+	}
+}
+
 func TestTheBudgetBoundsRequestsInFlightWhileRenewalsGoThrough(t *testing.T) {
 	rec := newRecorder()
 	const budget = 5 // long polls ≤ 3, everything but renewals ≤ 4

@@ -28,6 +28,9 @@ var (
 	// ErrConflict: the key at the lock's path is not a consul-elect key
 	// (other flags): something else uses it.
 	ErrConflict = errors.New("key is used by something other than consul-elect")
+	// ErrTransferRefused: a transfer found its successor gone; the key is
+	// still held by the session that tried to hand it over.
+	ErrTransferRefused = errors.New("the successor no longer takes the key")
 	// ErrRejected: Consul refused the request as invalid (HTTP 400/413).
 	ErrRejected = errors.New("rejected by Consul")
 )

@@ -160,6 +160,62 @@ func released(key string, err error) error {
 	return err
 }
 
+// Transfer hands key, held by session, straight to another candidate's
+// session in one write: a transaction that unlocks it, checks that the
+// successor's session still holds guard (its entry in the candidate
+// registry, which it gives up before it stops), and locks it for the
+// successor with value and KeyFlags. The successor's term starts with that
+// write, and its ModifyIndex, in the returned entry, is its fencing token.
+// A key the session does not hold is left alone, as by Release, and reported
+// as ErrLockLost. ErrTransferRefused: the successor's session is gone or no
+// longer holds guard; the key is still held by session, to be released.
+// Transfers are batched like releases.
+func (c *Client) Transfer(ctx context.Context, key, session string, to Successor, value []byte) (Entry, error) {
+	results, err := c.batch.do(ctx, transferOps(key, session, to, value), nil)
+	return transferred(key, to, value, results, err)
+}
+
+// TransferAsync is Transfer without a goroutine per call: done is called
+// exactly once with its result, from the batcher's goroutine (so it must not
+// block).
+func (c *Client) TransferAsync(ctx context.Context, key, session string, to Successor, value []byte, done func(Entry, error)) {
+	c.batch.submit(&txnRequest{ctx: ctx, ops: transferOps(key, session, to, value), done: func(res txnResult) {
+		done(transferred(key, to, value, res.results, res.err))
+	}})
+}
+
+// Successor is whom Transfer hands a key to: a session, and a key that
+// session holds for as long as its candidate takes keys handed over.
+type Successor struct {
+	Session string
+	Guard   string
+}
+
+func transferOps(key, session string, to Successor, value []byte) api.TxnOps {
+	return api.TxnOps{
+		// The lock that follows writes the value: the unlock's is never seen.
+		{KV: &api.KVTxnOp{Verb: api.KVUnlock, Key: key, Session: session, Flags: KeyFlags}},
+		{KV: &api.KVTxnOp{Verb: api.KVCheckSession, Key: to.Guard, Session: to.Session}},
+		{KV: &api.KVTxnOp{Verb: api.KVLock, Key: key, Session: to.Session, Value: value, Flags: KeyFlags}},
+	}
+}
+
+func transferred(key string, to Successor, value []byte, results api.TxnResults, err error) (Entry, error) {
+	op := "transfer " + key
+	switch {
+	case err != nil && strings.Contains(err.Error(), "failed to unlock"):
+		return Entry{}, &Error{Op: op, Kind: ErrLockLost, Err: err}
+	case err != nil && (isNotHeld(err) || strings.Contains(err.Error(), "invalid session") || strings.Contains(err.Error(), "lock is already held")):
+		return Entry{}, &Error{Op: op, Kind: ErrTransferRefused, Err: err}
+	case err != nil:
+		return Entry{}, wrap(op, err)
+	}
+	if len(results) < 3 || results[2].KV == nil || results[2].KV.Session != to.Session {
+		return Entry{}, &Error{Op: op, Err: errors.New("the transaction answered without the lock")}
+	}
+	return written(results[2].KV, value), nil
+}
+
 // DeleteIfUnchanged deletes key only if its ModifyIndex is still index (a
 // check-and-set delete), and reports whether it did: a key written since is
 // left alone.

@@ -31,6 +31,9 @@ type Value struct {
 	// leader drains and releases, keeping the value, and while the key is
 	// free the other candidates leave it to To for a while.
 	Handover *Handover `json:"handover,omitempty"`
+	// From is the candidate that handed the key to CandidateID in one write
+	// (Client.Transfer), empty when CandidateID acquired it itself.
+	From string `json:"from,omitempty"`
 }
 
 // Handover is a switchover request in a lock key's value.

@@ -88,6 +88,7 @@ var conformance = []struct {
 	{"ConcurrentAcquiresAreEachJudgedAlone", concurrentAcquiresJudgedAlone},
 	{"GuardedPutWritesOnlyForTheLeadershipOfTheFence", guardedPutFences},
 	{"ReleaseKeepsLockIndexAndHasNoLockDelay", releaseHasNoLockDelay},
+	{"TransferHandsTheKeyToALiveSuccessorInOneWrite", transferHandsTheKeyOver},
 	{"DestroyStartsALockDelayThatOutlivesADelete", destroyStartsLockDelay},
 	{"DeletedKeyRestartsLockIndex", deletedKeyRestartsLockIndex},
 	{"PlainPutKeepsTheSessionAndResetsLockIndex", plainPutKeepsTheSession},
@@ -267,6 +268,61 @@ func guardedPutFences(t *testing.T, s *service) {
 		t.Fatalf("data is %q; a stale fence wrote it", e.Value)
 	}
 }
+
+// transferer is what both backends offer for a handover in one write.
+type transferer interface {
+	Transfer(ctx context.Context, key, session string, to consul.Successor, value []byte) (consul.Entry, error)
+}
+
+func transferHandsTheKeyOver(t *testing.T, s *service) {
+	a := session(t, s, consul.SessionSpec{TTL: time.Minute})
+	b := session(t, s, consul.SessionSpec{TTL: time.Minute})
+	k, guard := s.key("lock"), s.key("guard-b")
+	lock(t, s, guard, b, "b is here")
+	first := lock(t, s, k, a, "a leads")
+	tr := s.lockService.(transferer)
+	to := consul.Successor{Session: b, Guard: guard}
+
+	got, err := tr.Transfer(ctxFor(t), k, a, to, []byte("b leads"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := read(t, s, k)
+	if !sameEntry(stored, got) || got.Session != b || got.LockIndex != first.LockIndex+1 || got.ModifyIndex <= first.ModifyIndex ||
+		string(stored.Value) != "b leads" || stored.Flags != consul.KeyFlags {
+		t.Fatalf("Transfer answered %+v; stored %+v; a's lock was %+v", got, stored, first)
+	}
+	// a holds it no more: nothing changes.
+	wantKind(t, errOf(tr.Transfer(ctxFor(t), k, a, to, nil)), consul.ErrLockLost)
+
+	// A successor that left the registry, or whose session is gone, is
+	// refused, and the key stays with its holder.
+	c := session(t, s, consul.SessionSpec{TTL: time.Minute})
+	if err := s.Release(ctxFor(t), guard, b, []byte("b left")); err != nil {
+		t.Fatal(err)
+	}
+	wantKind(t, errOf(tr.Transfer(ctxFor(t), k, b, consul.Successor{Session: c, Guard: guard}, nil)), consul.ErrTransferRefused)
+	lock(t, s, guard, c, "c is here")
+	if err := s.DestroySession(ctxFor(t), c); err != nil {
+		t.Fatal(err)
+	}
+	lock(t, s, guard, b, "b holds c's guard")
+	wantKind(t, errOf(tr.Transfer(ctxFor(t), k, b, consul.Successor{Session: c, Guard: guard}, nil)), consul.ErrTransferRefused)
+	if after := read(t, s, k); !sameEntry(after, stored) {
+		t.Fatalf("refused transfers changed the key: %+v, was %+v", after, stored)
+	}
+
+	// The value fits as Consul counts the transaction.
+	guardA := s.key("guard-a")
+	lock(t, s, guardA, a, "a is here")
+	largest := (512*1024 - 2*len(k) - len(b) - len(guardA) - 2*len(a) - 401) / 4 * 3
+	if _, err := tr.Transfer(ctxFor(t), k, b, consul.Successor{Session: a, Guard: guardA}, make([]byte, largest)); err != nil {
+		t.Fatalf("a transfer with a %d-byte value: %v", largest, err)
+	}
+	wantKind(t, errOf(tr.Transfer(ctxFor(t), k, a, consul.Successor{Session: b, Guard: guard}, make([]byte, largest+3))), consul.ErrRejected)
+}
+
+func errOf(_ consul.Entry, err error) error { return err }
 
 func releaseHasNoLockDelay(t *testing.T, s *service) {
 	first := session(t, s, consul.SessionSpec{TTL: time.Minute, LockDelay: time.Minute})

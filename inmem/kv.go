@@ -140,6 +140,40 @@ func (s *Store) Release(ctx context.Context, key, session string, value []byte) 
 	return err
 }
 
+// Transfer hands key, held by session, to the successor's session in one
+// write, like consul.Client.Transfer: ErrLockLost when session does not hold
+// key (nothing changes), ErrTransferRefused when the successor's session is
+// gone or does not hold to.Guard (the key stays session's).
+func (s *Store) Transfer(ctx context.Context, key, session string, to consul.Successor, value []byte) (consul.Entry, error) {
+	op := "transfer " + key
+	if err := s.enter(ctx, op); err != nil {
+		return consul.Entry{}, err
+	}
+	var entry consul.Entry
+	var err error
+	guard, guarded := s.kvs[to.Guard]
+	body := b64(value) + 2*len(key) + len(session) + len(to.Guard) + 2*len(to.Session) + transferTxnFixed
+	switch old, ok := s.kvs[key]; {
+	case body > maxTxnBytes:
+		err = &consul.Error{Op: op, Kind: consul.ErrRejected, Err: txnTooLarge(body)}
+	case session == "" || !ok || old.Session != session:
+		err = &consul.Error{Op: op, Kind: consul.ErrLockLost, Err: fmt.Errorf("failed to unlock key %q, lock isn't held, or is held by another session", key)}
+	case !guarded || guard.Session != to.Session:
+		err = &consul.Error{Op: op, Kind: consul.ErrTransferRefused, Err: fmt.Errorf("failed session check for %q", to.Guard)}
+	default:
+		if _, alive := s.sessions[to.Session]; !alive {
+			err = &consul.Error{Op: op, Kind: consul.ErrTransferRefused, Err: fmt.Errorf("invalid session %q", to.Session)}
+			break
+		}
+		entry = clone(s.write(consul.Entry{Key: key, Value: bytes.Clone(value), Flags: consul.KeyFlags, Session: to.Session, LockIndex: old.LockIndex + 1}))
+	}
+	s.mu.Unlock()
+	if lerr := s.leave(ctx, op); lerr != nil {
+		return consul.Entry{}, lerr
+	}
+	return entry, err
+}
+
 // DeleteIfUnchanged deletes key only if its ModifyIndex is still index, like
 // consul.Client.DeleteIfUnchanged, and reports whether it did.
 func (s *Store) DeleteIfUnchanged(ctx context.Context, key string, index uint64) (bool, error) {
@@ -338,6 +372,7 @@ const (
 	releaseTxnFixed   = 138 // unlock
 	guardedTxnFixed   = 244 // check-session + set
 	checkIndexOpFixed = 124 // the check-index of a fence with a token
+	transferTxnFixed  = 401 // unlock + check-session + lock
 )
 
 func txnTooLarge(body int) error {

@@ -157,6 +157,11 @@ func TestSwitchoverThroughBurstsOf500s(t *testing.T) {
 	// requests fail for 1.5s from the moment it is asked.
 	switchover := func(asker, target, faulty string) {
 		t.Helper()
+		// Settled after the last burst: every candidate has renewed its
+		// session and watches again. A leader whose watch is not in flight
+		// when its burst begins cannot see the request, and steps down at
+		// its renew deadline instead.
+		time.Sleep(time.Second)
 		leader := l.leaderOf("jobs")
 		terms := len(l.snapshot())
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

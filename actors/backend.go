@@ -56,6 +56,21 @@ type AsyncReleaser interface {
 	ReleaseAsync(ctx context.Context, key, session string, value []byte, done func(error))
 }
 
+// Transferrer is implemented by backends that hand a held key to another
+// session in one write (consul.Client.Transfer). With one, a leader that
+// gives up its key hands it to a successor, whose term then starts without
+// an acquire of its own.
+type Transferrer interface {
+	Transfer(ctx context.Context, key, session string, to consul.Successor, value []byte) (consul.Entry, error)
+}
+
+// AsyncTransferrer is Transferrer without a goroutine per call (consul.Client
+// batches transfers with acquires and releases): done is called exactly once
+// with the result (or ctx's error) and must not block.
+type AsyncTransferrer interface {
+	TransferAsync(ctx context.Context, key, session string, to consul.Successor, value []byte, done func(consul.Entry, error))
+}
+
 // Pruner is implemented by backends that delete a key only if it is
 // unchanged. With one, the engine deletes the registry entries of candidates
 // gone for a while (see registryPruneAfter); without, they stay.
@@ -64,9 +79,11 @@ type Pruner interface {
 }
 
 var (
-	_ Backend         = (*consul.Client)(nil)
-	_ FailoverBackend = (*consul.Client)(nil)
-	_ AsyncAcquirer   = (*consul.Client)(nil)
-	_ AsyncReleaser   = (*consul.Client)(nil)
-	_ Pruner          = (*consul.Client)(nil)
+	_ Backend          = (*consul.Client)(nil)
+	_ FailoverBackend  = (*consul.Client)(nil)
+	_ AsyncAcquirer    = (*consul.Client)(nil)
+	_ AsyncReleaser    = (*consul.Client)(nil)
+	_ Pruner           = (*consul.Client)(nil)
+	_ Transferrer      = (*consul.Client)(nil)
+	_ AsyncTransferrer = (*consul.Client)(nil)
 )

@@ -174,9 +174,9 @@ func (w *keyWatcher) Receive(c actor.Context) {
 // as soon as it is made.
 //
 // The pause is at most settleMax, or settleFreed after a listing that showed
-// keys freed: a candidate stopping releases thousands of keys in a row, which
-// the others wait for, while a burst of acquisitions (a cold start) only
-// tells the others what they need not try.
+// keys freed or handed to us: a candidate stopping releases or hands over
+// thousands of keys in a row, which the others wait for, while a burst of
+// acquisitions (a cold start) only tells the others what they need not try.
 const (
 	settleAbove = 1000
 	settleBurst = 16
@@ -197,7 +197,9 @@ func (w *keyWatcher) next(m *listed, changed []protocol.KeyEntry) {
 	burst := len(changed) > settleBurst || w.quick >= settleRun
 	if burst && len(m.entries)*w.shards > settleAbove {
 		limit := settleMax
-		if slices.ContainsFunc(changed, func(e protocol.KeyEntry) bool { return e.Exists && e.Session == "" }) {
+		if slices.ContainsFunc(changed, func(e protocol.KeyEntry) bool {
+			return e.Exists && (e.Session == "" || e.From != "" && e.Session == w.session)
+		}) {
 			limit = settleFreed
 		}
 		w.calls.after(min(m.took*time.Duration(w.shards), limit), &relist{})
@@ -429,7 +431,7 @@ func (w *keyWatcher) decode(e consul.Entry) protocol.KeyEntry {
 	if !entry.Foreign {
 		if v, err := consul.DecodeValue(e.Value); err == nil {
 			entry.HolderID, entry.Node, entry.Since, entry.Metadata = v.CandidateID, v.Node, v.AcquiredAt, v.Metadata
-			entry.FencingToken, entry.Handover = consul.FencingToken(e, v), v.Handover
+			entry.FencingToken, entry.Handover, entry.From = consul.FencingToken(e, v), v.Handover, v.From
 		} else {
 			w.logger.Warn("lock key has an unreadable value", zap.String("key", e.Key), zap.Error(err))
 		}

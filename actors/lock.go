@@ -1,8 +1,10 @@
 package actors
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"hash/fnv"
 	"maps"
 	"slices"
 	"time"
@@ -11,6 +13,7 @@ import (
 	"github.com/excalibur/consul-elect/consul"
 	"github.com/excalibur/consul-elect/internal/backoff"
 	"github.com/excalibur/consul-elect/internal/protocol"
+	"github.com/excalibur/consul-elect/internal/registry"
 	"github.com/excalibur/consul-elect/messages"
 	"go.uber.org/zap"
 )
@@ -83,8 +86,11 @@ type lockActor struct {
 	heldBack    bool                 // the key, free as last seen, was left to another once
 	holdBackAt  *time.Timer          // ends a hold-back; stopped when the key changes
 	preemptAt   *time.Timer
-	handingOver bool            // the term ends in a switchover: after the release, hold off too
+	handingOver string          // the term ends in a switchover to this candidate: after the release, hold off too
 	share       *protocol.Share // with Balance: this candidate's share, as the root last said
+	// handed: the key was handed to our session by its last holder
+	// (Transfer): its term starts with that write, without an acquire.
+	handed bool
 }
 
 type (
@@ -97,8 +103,10 @@ type (
 	holdBackDone struct{}
 	preemptCheck struct{ token uint64 }
 	releaseDone  struct{}
-	drainExpired struct{ token uint64 }
-	proclaimDone struct {
+	// transferFailed: the successor did not take the key; release it.
+	transferFailed struct{ err error }
+	drainExpired   struct{ token uint64 }
+	proclaimDone   struct {
 		token    uint64
 		metadata map[string]string
 		value    []byte
@@ -218,7 +226,7 @@ func (l *lockActor) Receive(c actor.Context) {
 			l.preempt(c)
 		}
 	case *messages.Proclaim:
-		l.proclaim(c, m)
+		l.proclaim(c, c.Sender(), m)
 	case *proclaimDone:
 		l.proclaimDone(c, m)
 	case *messages.GetState:
@@ -252,15 +260,22 @@ func (l *lockActor) Receive(c actor.Context) {
 				zap.String("resource", l.resource), zap.Duration("drain_timeout", l.opts.DrainTimeout))
 			l.release(c)
 		}
+	case *transferFailed:
+		if l.state == releasing {
+			if !errors.Is(m.err, consul.ErrTransferRefused) {
+				l.consulError("transfer", m.err)
+			}
+			l.unlock(c)
+		}
 	case *releaseDone:
 		l.state = follower
 		if l.withdrawing != nil {
 			l.withdrawn(c)
 			return
 		}
-		if l.handingOver {
+		if l.handingOver != "" {
 			// Like the others, leave the key to the target.
-			l.handingOver = false
+			l.handingOver = ""
 			l.holdOffUntil = time.Now().Add(handoverHoldBack)
 			l.calls.cancelTimer(l.retryAt)
 			l.retryAt = l.calls.after(handoverHoldBack, &retryAcquire{})
@@ -279,8 +294,17 @@ func (l *lockActor) Receive(c actor.Context) {
 // observe takes in the latest entry of the key: a leader checks it still
 // holds it; everyone reports a change of leader.
 func (l *lockActor) observe(c actor.Context, e protocol.KeyEntry) {
-	prev := l.entry
+	prev, known := l.entry, l.known
 	l.entry, l.known = e, true
+	// Handed over: the key went from another session to ours in one write
+	// that names us. An actor that has not seen it held by another (one just
+	// started) cannot tell a handover from a term of its own, and acquires.
+	switch {
+	case l.session.ID == "" || e.Session != l.session.ID || e.Restored:
+		l.handed = false
+	case known && prev.Session != l.session.ID:
+		l.handed = e.From != "" && e.HolderID == l.opts.CandidateID && (l.state == follower || l.state == acquiring)
+	}
 	if prev.Session != "" && e.Session == "" && prev.Session != l.session.ID {
 		l.freedAt = time.Now()
 	}
@@ -347,6 +371,21 @@ func (l *lockActor) reportLeader(now messages.LeaderChanged) {
 // state known and free (or held by our own session), and nothing holding it
 // back.
 func (l *lockActor) consider(c actor.Context) {
+	if l.handed && l.state == follower && l.entry.Session == l.session.ID {
+		switch {
+		case l.withdrawing != nil, time.Now().Before(l.holdOffUntil), !l.healthy:
+			// Not wanted now: free it for the others. Handing it on could
+			// bounce it between candidates that all hold off.
+			l.handed = false
+			l.releasing(c)
+			l.unlock(c)
+			return
+		case l.worker == nil:
+			l.handed = false
+			l.takeHanded(c)
+			return
+		}
+	}
 	switch {
 	case l.withdrawing != nil, l.state != follower, l.worker != nil, l.session.ID == "", !l.known, l.retryAt != nil, l.holdBackAt != nil:
 		return
@@ -432,8 +471,22 @@ func (l *lockActor) handOver(c actor.Context, to string) {
 	v, _ := consul.DecodeValue(l.value)
 	v.Token, v.Handover = l.token, &consul.Handover{To: to, At: time.Now().UTC()}
 	l.value = consul.EncodeValue(v)
-	l.handingOver = true
+	l.handingOver = to
 	l.end(c, messages.ReasonSwitchover)
+}
+
+// takeHanded starts the term of a key handed to our session: the handing
+// write is its acquisition, and its ModifyIndex the fencing token. The value
+// is then written as ours if the campaign has metadata.
+func (l *lockActor) takeHanded(c actor.Context) {
+	l.calls.cancelTimer(l.holdBackAt)
+	l.holdBackAt = nil
+	l.value = consul.EncodeValue(consul.Value{CandidateID: l.opts.CandidateID, Node: l.session.Node,
+		AcquiredAt: l.entry.Since, Metadata: l.metadata})
+	l.lead(c, consul.Entry{Key: l.key, Session: l.session.ID, LockIndex: l.entry.LockIndex, ModifyIndex: l.entry.ModifyIndex})
+	if len(l.metadata) > 0 {
+		l.proclaim(c, nil, &messages.Proclaim{Resource: l.resource, Metadata: l.metadata})
+	}
 }
 
 func (l *lockActor) acquire() {
@@ -555,8 +608,8 @@ func (l *lockActor) lose(c actor.Context, reason messages.Reason, err error) {
 	}
 }
 
-// end ends the term voluntarily: drain, then release, so that a standby
-// starts only after this leader's work has stopped.
+// end ends the term voluntarily: drain, then release (or hand over), so
+// that a standby starts only after this leader's work has stopped.
 func (l *lockActor) end(c actor.Context, reason messages.Reason) {
 	if !l.stepDown(c, reason, nil) {
 		return
@@ -569,13 +622,101 @@ func (l *lockActor) end(c actor.Context, reason messages.Reason) {
 	l.drainEnd = l.calls.after(l.opts.DrainTimeout, &drainExpired{token: l.acquired.FencingToken})
 }
 
-// release unlocks the key for the session in a goroutine, then reports
-// releaseDone.
+// release gives up the key, then reports releaseDone: it hands the key to a
+// successor in one write when there is one (see successor), and unlocks it
+// otherwise, or when the successor does not take it.
 func (l *lockActor) release(c actor.Context) {
+	l.releasing(c)
+	if to, ok := l.successor(); ok {
+		l.transfer(to)
+		return
+	}
+	l.unlock(c)
+}
+
+func (l *lockActor) releasing(c actor.Context) {
 	l.calls.cancelTimer(l.drainEnd)
 	l.state = releasing
-	session, value := l.session.ID, l.value
 	c.Send(l.parent, &protocol.Releasing{Key: l.key})
+}
+
+// transfer hands the key to candidate to; transferFailed follows when it
+// does not take it.
+func (l *lockActor) transfer(to messages.Candidate) {
+	session := l.session.ID
+	successor := consul.Successor{Session: to.Session, Guard: registry.Key(l.prefix, to.ID)}
+	value := consul.EncodeValue(consul.Value{CandidateID: to.ID, Node: to.Node, AcquiredAt: time.Now().UTC(), From: l.opts.CandidateID})
+	done := func(_ consul.Entry, err error) any {
+		if err == nil || errors.Is(err, consul.ErrLockLost) {
+			return &releaseDone{}
+		}
+		return &transferFailed{err: err}
+	}
+	if async, ok := l.backend.(AsyncTransferrer); ok {
+		ctx, cancel := context.WithTimeout(l.requests, destroyTimeout)
+		async.TransferAsync(ctx, l.key, session, successor, value, func(entry consul.Entry, err error) {
+			cancel()
+			l.calls.deliver(done(entry, err))
+		})
+		return
+	}
+	l.calls.run(func(ctx context.Context) any {
+		ctx, cancel := context.WithTimeout(ctx, destroyTimeout)
+		defer cancel()
+		return done(l.backend.(Transferrer).Transfer(ctx, l.key, session, successor, value))
+	})
+}
+
+// successor is whom a release hands the key to, so that the next term
+// starts with the release's own write rather than with a race to acquire it
+// after: a switchover's target; otherwise, among the live, healthy candidates
+// of highest priority other than this one (with Balance, preferring those
+// below their share), the one that rendezvous hashing picks for the resource,
+// so that a stopping candidate's keys spread over the others. There is none
+// with ReleaseOnly, without a Transferrer, or when no candidate qualifies.
+func (l *lockActor) successor() (messages.Candidate, bool) {
+	if _, ok := l.backend.(Transferrer); !ok || l.opts.ReleaseOnly || l.session.ID == "" {
+		return messages.Candidate{}, false
+	}
+	eligible := slices.DeleteFunc(slices.Clone(l.candidates), func(c messages.Candidate) bool {
+		return !c.Healthy || c.ID == l.opts.CandidateID || c.Session == "" || c.Session == l.session.ID
+	})
+	if l.handingOver != "" {
+		i := slices.IndexFunc(eligible, func(c messages.Candidate) bool { return c.ID == l.handingOver })
+		if i < 0 {
+			return messages.Candidate{}, false
+		}
+		return eligible[i], true
+	}
+	if len(eligible) == 0 {
+		return messages.Candidate{}, false
+	}
+	top := eligible[0].Priority // highest first
+	eligible = slices.DeleteFunc(eligible, func(c messages.Candidate) bool { return c.Priority != top })
+	if l.share != nil {
+		below := slices.DeleteFunc(slices.Clone(eligible), func(c messages.Candidate) bool { return !slices.Contains(l.share.Below, c.ID) })
+		if len(below) > 0 {
+			eligible = below
+		}
+	}
+	return slices.MaxFunc(eligible, func(a, b messages.Candidate) int {
+		return cmp.Compare(rendezvous(l.resource, a.ID), rendezvous(l.resource, b.ID))
+	}), true
+}
+
+// rendezvous is candidate's weight for resource in rendezvous hashing.
+func rendezvous(resource, candidate string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(resource))
+	h.Write([]byte{0})
+	h.Write([]byte(candidate))
+	return h.Sum64()
+}
+
+// unlock releases the key for the session in a goroutine, then reports
+// releaseDone.
+func (l *lockActor) unlock(c actor.Context) {
+	session, value := l.session.ID, l.value
 	failed := func(err error) {
 		if err != nil {
 			l.logger.Warn("could not release the key; it is released when the session ends",
@@ -636,8 +777,7 @@ func (l *lockActor) answerWaiters(c actor.Context) {
 
 // proclaim writes new metadata into the key's value, as leader, without a
 // new term.
-func (l *lockActor) proclaim(c actor.Context, m *messages.Proclaim) {
-	replyTo := c.Sender()
+func (l *lockActor) proclaim(c actor.Context, replyTo *actor.PID, m *messages.Proclaim) {
 	if l.state != leading {
 		l.answer(c, replyTo, messages.ElectionError{Resource: l.resource, CandidateID: l.opts.CandidateID, Op: "proclaim",
 			Err: messages.ErrNotLeader, At: time.Now()})

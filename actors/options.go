@@ -108,7 +108,7 @@ type Options struct {
 	// freed, a waiting candidate holds back while a live, healthy one of
 	// higher priority waits for it too, so that the highest gets it.
 	Priority int
-	// Preempt makes a leader hand over (a switchover: drain, then release)
+	// Preempt makes a leader hand over (a switchover: drain, then hand over)
 	// to a live, healthy candidate of higher priority that campaigns for its
 	// resource, once its term has lasted PreemptAfter; so leadership goes
 	// back to the preferred candidate once, without flapping.
@@ -117,9 +117,17 @@ type Options struct {
 	// Balance keeps leadership fair among the candidates that campaign for
 	// the same resources: with P live, healthy candidates for K resources,
 	// each leads at most ⌈K/P⌉ (plus BalanceSlack), handing the excess over
-	// (a switchover: drain, then release) to a candidate below its share,
+	// (a switchover: drain, then hand over) to a candidate below its share,
 	// and leaving free keys to those below theirs. Off by default.
 	Balance bool
+
+	// ReleaseOnly makes a planned end of a term (Resign, Withdraw, Stop, a
+	// switchover) only release the key, for the others to race for, as
+	// api.Lock does. By default the leader hands the key to a successor in
+	// the write that releases it: one write where a release and an acquire
+	// are two, but a successor that is frozen at that moment (its session
+	// alive) keeps the key until it runs again or its session ends.
+	ReleaseOnly bool
 
 	// MaxConnections bounds the requests this engine has in flight to its
 	// agent at once, blocking queries included (Consul's

@@ -39,6 +39,7 @@ type registryActor struct {
 	index          uint64
 	watchRetry     backoff.Backoff
 	synced         bool // the registry has been read once
+	leaving        bool // unregistered: the engine stops
 	live           []messages.Candidate
 	// Pruning the entries of candidates gone for a while (see prune).
 	entries  []consul.Entry       // the last listing
@@ -58,7 +59,11 @@ type (
 		session string
 		err     error
 	}
-	registryFlush  struct{}
+	registryFlush struct{}
+	// unregister, from the root as it stops; unregistered answers it.
+	unregister     struct{}
+	unregistered   struct{}
+	unregisterDone struct{ replyTo *actor.PID }
 	registryListed struct {
 		entries []consul.Entry
 		index   uint64
@@ -160,9 +165,31 @@ func (r *registryActor) Receive(c actor.Context) {
 			r.logger.Debug("deleting a gone candidate's registry entry failed", zap.String("key", m.key), zap.Error(m.err))
 			r.schedulePrune(registryPruneRetry)
 		}
+	case *unregister:
+		r.unregister(c)
+	case *unregisterDone:
+		c.Send(m.replyTo, &unregistered{})
 	case *actor.Stopping, *actor.Restarting:
 		r.calls.stop()
 	}
+}
+
+// unregister takes this candidate out of the registry for good, as the
+// engine stops: its entry is released (it reads as gone) and never written
+// again. Transfers to this candidate check that entry, so none lands after.
+func (r *registryActor) unregister(c actor.Context) {
+	replyTo, session, value := c.Sender(), r.session, registry.Encode(r.record)
+	r.leaving = true
+	r.calls.cancelTimer(r.flush)
+	r.flush = nil
+	r.calls.run(func(ctx context.Context) any {
+		ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+		defer cancel()
+		if err := r.backend.Release(ctx, r.key, session, value); err != nil {
+			r.logger.Warn("could not leave the candidate registry", zap.Error(err))
+		}
+		return &unregisterDone{replyTo: replyTo}
+	})
 }
 
 // changed notes that the record changed, and writes it after coalesce.
@@ -175,7 +202,7 @@ func (r *registryActor) changed(coalesce time.Duration) {
 
 // write writes the record with the current session, if it changed.
 func (r *registryActor) write() {
-	if !r.dirty || r.writing || r.session == "" {
+	if !r.dirty || r.writing || r.session == "" || r.leaving {
 		return
 	}
 	r.dirty, r.writing = false, true

@@ -6,9 +6,11 @@ import (
 	"hash/crc32"
 	"maps"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/excalibur/consul-elect/consul"
 	"github.com/excalibur/consul-elect/internal/protocol"
 	"github.com/excalibur/consul-elect/internal/registry"
 	"github.com/excalibur/consul-elect/messages"
@@ -43,13 +45,17 @@ type electionRoot struct {
 	stopping  bool
 	stopReply *actor.PID
 	waiting   map[string]bool // locks still releasing during a stop
-	calls     *calls
+	// leaving: the registry entry is being released, as the engine stops;
+	// unregistered: it is.
+	leaving, unregistered bool
+	calls                 *calls
 }
 
 type (
 	balanceTick       struct{}
 	campaignsChanged  struct{}
 	stopTimedOut      struct{}
+	swept             struct{}
 	switchoverWritten struct {
 		resource string
 		replyTo  *actor.PID
@@ -157,6 +163,11 @@ func (r *electionRoot) Receive(c actor.Context) {
 		r.stop(c)
 	case *protocol.Released:
 		r.released(c, m)
+	case *unregistered:
+		r.leaving, r.unregistered = false, true
+		r.leave(c)
+	case *swept:
+		c.Request(r.session, &messages.Stop{})
 	case *messages.Stopped:
 		r.finishStop(c)
 	case *stopTimedOut:
@@ -373,7 +384,25 @@ func (r *electionRoot) record(entries []protocol.KeyEntry) {
 		} else {
 			delete(r.entries, resource)
 		}
+		if _, campaigning := r.locks[resource]; e.Exists && e.Session == r.current.ID && r.current.ID != "" && !campaigning {
+			r.releaseStray(e)
+		}
 	}
+}
+
+// releaseStray releases a key our session holds for a resource this
+// candidate does not campaign for: one handed over as the campaign ended.
+func (r *electionRoot) releaseStray(e protocol.KeyEntry) {
+	session, key := r.current.ID, e.Key
+	r.eng.logger.Info("releasing a key handed over after its campaign ended", zap.String("key", key))
+	r.calls.run(func(ctx context.Context) any {
+		ctx, cancel := context.WithTimeout(ctx, destroyTimeout)
+		defer cancel()
+		if err := r.eng.backend.Release(ctx, key, session, consul.EncodeValue(consul.Value{CandidateID: e.HolderID, Node: e.Node, AcquiredAt: e.Since})); err != nil {
+			r.eng.logger.Warn("could not release a key handed over after its campaign ended", zap.String("key", key), zap.Error(err))
+		}
+		return nil
+	})
 }
 
 // locksOf groups the lock actors by the watcher of their key's shard.
@@ -425,6 +454,12 @@ func (r *electionRoot) stop(c actor.Context) {
 	}
 	r.stopping, r.stopReply = true, c.Sender()
 	r.waiting = map[string]bool{}
+	_, transfers := r.eng.backend.(Transferrer)
+	if r.leaving = transfers && r.registry != nil && r.current.ID != ""; r.leaving {
+		// Out of the registry first, beside the releases: the others then
+		// stop handing keys to this candidate.
+		c.Request(r.registry, &unregister{})
+	}
 	// In the keys' order: the releases then batch by key, and each
 	// transaction wakes the watchers of one or two shards, not of all.
 	for _, resource := range slices.Sorted(maps.Keys(r.locks)) {
@@ -432,9 +467,59 @@ func (r *electionRoot) stop(c actor.Context) {
 		c.Send(r.locks[resource], &messages.Stop{})
 	}
 	r.calls.after(r.eng.opts.DrainTimeout+stopTimeout, &stopTimedOut{})
-	if len(r.waiting) == 0 {
+	r.leave(c)
+}
+
+// leave ends the stop once every lock has released its key. With a
+// Transferrer, another candidate may have handed this one a key meanwhile.
+// Its registry entry went first, which every later transfer checks: once
+// that is answered too, one reading of each shard finds what was handed over
+// before, and releases it. Only then is the session destroyed, which would
+// free those keys with a lock-delay.
+func (r *electionRoot) leave(c actor.Context) {
+	switch {
+	case len(r.waiting) > 0:
+	case r.leaving:
+		// unregistered follows
+	case r.unregistered:
+		r.sweep()
+	default:
 		c.Request(r.session, &messages.Stop{})
 	}
+}
+
+// sweep releases the keys held by our session that no lock of ours wants:
+// handed over after its campaign was withdrawn, or once this candidate was
+// stopping.
+func (r *electionRoot) sweep() {
+	session, prefix, shards := r.current.ID, r.eng.prefix, r.shards
+	if session == "" {
+		r.calls.deliver(&swept{}) // gone: it holds nothing
+		return
+	}
+	r.calls.run(func(ctx context.Context) any {
+		ctx, cancel := context.WithTimeout(ctx, stopTimeout)
+		defer cancel()
+		var wg sync.WaitGroup // the releases batch together
+		for _, shard := range shards {
+			entries, _, err := r.eng.backend.ListPrefix(ctx, prefix+"/"+shard, 0, 0)
+			if err != nil {
+				r.eng.logger.Warn("could not read the keys before destroying the session", zap.Error(err))
+				break
+			}
+			for _, e := range entries {
+				if e.Session == session {
+					wg.Go(func() {
+						if err := r.eng.backend.Release(ctx, e.Key, session, e.Value); err != nil {
+							r.eng.logger.Warn("could not release a key handed over while stopping", zap.String("key", e.Key), zap.Error(err))
+						}
+					})
+				}
+			}
+		}
+		wg.Wait()
+		return &swept{}
+	})
 }
 
 func (r *electionRoot) released(c actor.Context, m *protocol.Released) {
@@ -447,10 +532,11 @@ func (r *electionRoot) released(c actor.Context, m *protocol.Released) {
 		}
 		return
 	}
-	delete(r.waiting, m.Resource)
-	if len(r.waiting) == 0 {
-		c.Request(r.session, &messages.Stop{})
+	if !r.waiting[m.Resource] {
+		return // a key handed over after the lock was done, released again
 	}
+	delete(r.waiting, m.Resource)
+	r.leave(c)
 }
 
 func (r *electionRoot) finishStop(c actor.Context) {

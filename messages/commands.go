@@ -103,6 +103,7 @@ type State struct {
 type Candidate struct {
 	ID        string
 	Node      string
+	Session   string // that holds its registry entry
 	Priority  int
 	Healthy   bool
 	Reason    string // why it is unhealthy, as it said (SetHealth)

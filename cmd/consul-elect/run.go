@@ -88,6 +88,7 @@ type runFlags struct {
 	timeout     time.Duration
 	priority    int
 	preempt     bool
+	releaseOnly bool
 	service     actors.ServiceOptions // Resource is --resource
 	command     []string
 	// set are the flags given on the command line, by name.
@@ -107,6 +108,7 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.timeout, "timeout", 0, "give up if not leader within this long after campaigning starts: exit 1 without having started COMMAND (default 0s: wait forever)")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "serve /metrics (Prometheus), /healthz (503 once no session renewal has succeeded until the step-down point) and /leader (200 while this candidate leads --resource, else 503: a load balancer's check) on this `ADDR`, e.g. 127.0.0.1:9100")
 	fs.IntVar(&f.priority, "priority", 0, "rank among the candidates, higher first: a freed lock is left to the live, healthy candidate of highest priority, and switchover without --to picks it")
+	fs.BoolVar(&f.releaseOnly, "release-only", false, "on a planned end, only release the lock for the standbys to race for, instead of handing it to one in the same write (a standby frozen at that moment would keep it until its session ends)")
 	fs.BoolVar(&f.preempt, "preempt", false, fmt.Sprintf("while leading, hand over (stop the command, then release) to a live, healthy candidate of higher --priority, once the term has lasted %s", actors.PreemptAfter))
 	fs.StringVar(&f.service.Name, "service", "", "register this candidate as an instance of service `NAME` on the local agent, tagged leader while it leads --resource and standby otherwise (leader.NAME.service.consul names the leader); deregistered on exit")
 	fs.IntVar(&f.service.Port, "service-port", 0, "`PORT` of the --service instance")
@@ -145,6 +147,7 @@ func (f *runFlags) options() (actors.Options, choices) {
 	opts.FastFailoverTTL = f.failoverTTL
 	opts.Priority = f.priority
 	opts.Preempt = f.preempt
+	opts.ReleaseOnly = f.releaseOnly
 	if f.service.Name != "" {
 		opts.Service = f.service
 		if actors.ValidateResource(f.resource) == nil { // else --resource's own error says why

@@ -86,6 +86,9 @@ type KeyEntry struct {
 	FencingToken uint64
 	// Handover is a switchover request in the value, if any.
 	Handover *consul.Handover
+	// From is the candidate that handed the key to HolderID, if it was
+	// handed over rather than acquired.
+	From string
 	// HolderLockDelay is the holder session's lock-delay, when the key
 	// watcher could read it while the session was alive (negative: unknown).
 	HolderLockDelay time.Duration

@@ -64,7 +64,7 @@ func Live(entries []consul.Entry, resource string) []messages.Candidate {
 		if resource != "" && !slices.Contains(r.Resources, resource) {
 			continue
 		}
-		live = append(live, messages.Candidate{ID: r.ID, Node: r.Node, Priority: r.Priority, Healthy: r.Healthy,
+		live = append(live, messages.Candidate{ID: r.ID, Node: r.Node, Session: e.Session, Priority: r.Priority, Healthy: r.Healthy,
 			Reason: r.Reason, Version: r.Version, Started: r.Started, Resources: r.Resources})
 	}
 	slices.SortFunc(live, func(a, b messages.Candidate) int {

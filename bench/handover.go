@@ -46,9 +46,12 @@ func Handover(ctx context.Context, env *Env, cfg Config) Figure {
 		return fmt.Sprintf("%.1f requests per handover, both candidates (%s over %d)", float64(c.Requests)/float64(n), c.Breakdown(), n)
 	}
 	f.notef("consul-elect: %s", perHandover(electCounts, len(elect)))
-	f.notef("consul-elect, where the time goes (p50 / p99 from Resign): standby sees the key free %s / %s; standby publishes LeadershipAcquired %s / %s; then read from Events() after %s / %s more",
-		steps.freeSeen.Percentile(50), steps.freeSeen.Percentile(99), steps.published.Percentile(50), steps.published.Percentile(99),
-		steps.read.Percentile(50), steps.read.Percentile(99))
+	freeSeen := fmt.Sprintf("the key was handed to the standby in the release's write in %d of %d handovers", len(elect)-len(steps.freeSeen), len(elect))
+	if len(steps.freeSeen) > 0 {
+		freeSeen += fmt.Sprintf("; in the others, the standby saw it free after %s / %s", steps.freeSeen.Percentile(50), steps.freeSeen.Percentile(99))
+	}
+	f.notef("consul-elect, where the time goes (p50 / p99 from Resign): %s; standby publishes LeadershipAcquired %s / %s; then read from Events() after %s / %s more",
+		freeSeen, steps.published.Percentile(50), steps.published.Percentile(99), steps.read.Percentile(50), steps.read.Percentile(99))
 	f.notef("api.Lock: %s", perHandover(refCounts, len(ref)))
 	return f
 }
@@ -62,8 +65,9 @@ func pctl(s Sample, p float64) Value {
 
 // handoverSteps splits consul-elect's handovers, from the Resign call: until
 // the standby publishes a LeaderChanged to nobody (it saw the key free: the
-// release and its blocking query), until it published LeadershipAcquired
-// (its acquire), and from there until the harness read it from Events.
+// release and its blocking query; none when the release handed the key
+// over), until it published LeadershipAcquired, and from there until the
+// harness read it from Events.
 type handoverSteps struct {
 	freeSeen, published, read Sample
 }

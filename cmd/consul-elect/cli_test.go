@@ -109,7 +109,7 @@ func TestHelpAndVersion(t *testing.T) {
 	_, help, _ := consulElect(t, "", "run", "--help")
 	for _, flag := range []string{"--address", "--token", "--token-file", "--datacenter", "--prefix", "--resource",
 		"--log-level", "--log-format", "--id", "--ttl", "--lock-delay", "--health-check", "--kill-grace", "--fast-failover",
-		"--fast-failover-ttl", "--timeout", "--metrics-addr", "--priority", "--preempt", "--service", "--service-port",
+		"--fast-failover-ttl", "--timeout", "--metrics-addr", "--priority", "--preempt", "--release-only", "--service", "--service-port",
 		"--service-address"} {
 		if !strings.Contains(help, "  "+flag+" ") && !strings.Contains(help, "  "+flag+"\n") {
 			t.Errorf("run --help does not list %s:\n%s", flag, help)

@@ -38,8 +38,10 @@ own, run releases and exits with its code. With --timeout, run exits 1 if it
 did not lead within that time, without starting COMMAND.
 
 A planned end of a term (consul-elect switchover, --preempt, a stop signal)
-stops COMMAND before the lock is released. A freed lock goes to the live,
-healthy candidate of highest --priority.`
+stops COMMAND before the lock is released. The release hands the lock to a
+live, healthy standby of highest --priority in the same write (with
+--release-only, the standbys race for it instead, the highest --priority
+first).`
 
 const (
 	// defaultKillGrace is --kill-grace unless set. When a short --ttl,

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/excalibur/consul-elect/actors"
 	"github.com/excalibur/consul-elect/consul"
 	"github.com/excalibur/consul-elect/messages"
 )
@@ -27,6 +28,24 @@ func knows(t *testing.T, c *candidate, resource string, ids ...string) {
 	}
 }
 
+// leaderAndStandby starts a, which leads jobs, then b, which stands by; a
+// knows b as a candidate for jobs. It returns a's LeadershipAcquired.
+func leaderAndStandby(t *testing.T, prefix string, configureA func(*actors.Options)) (a, b *candidate, first messages.LeadershipAcquired) {
+	t.Helper()
+	opts := withPrefix(fastOptions(t, shared, "a"), prefix)
+	if configureA != nil {
+		configureA(&opts)
+	}
+	a = startCandidate(t, opts)
+	a.campaign("jobs")
+	first = await(a, 15*time.Second, func(m messages.LeadershipAcquired) bool { return true })
+	b = startCandidate(t, withPrefix(fastOptions(t, shared, "b"), prefix))
+	b.campaign("jobs")
+	await(b, 10*time.Second, func(m messages.LeaderChanged) bool { return m.LeaderID == "a" })
+	knows(t, a, "jobs", "b")
+	return a, b, first
+}
+
 // TestPlannedEndHandsTheKeyOverInOneWrite ends a's term in each planned way:
 // the write that ends it is the one that starts b's, so b leads without an
 // acquire of its own and with that write's index as its fencing token.
@@ -41,13 +60,7 @@ func TestPlannedEndHandsTheKeyOverInOneWrite(t *testing.T) {
 	for name, end := range ends {
 		t.Run(name, func(t *testing.T) {
 			prefix := testPrefix(t)
-			a := startCandidate(t, withPrefix(fastOptions(t, shared, "a"), prefix))
-			a.campaign("jobs")
-			first := await(a, 15*time.Second, func(m messages.LeadershipAcquired) bool { return true })
-			b := startCandidate(t, withPrefix(fastOptions(t, shared, "b"), prefix))
-			b.campaign("jobs")
-			await(b, 10*time.Second, func(m messages.LeaderChanged) bool { return m.LeaderID == "a" })
-			knows(t, a, "jobs", "b")
+			a, b, first := leaderAndStandby(t, prefix, nil)
 
 			end(a)
 			got := await(b, 10*time.Second, func(m messages.LeadershipAcquired) bool { return true })
@@ -81,13 +94,7 @@ func TestPlannedEndHandsTheKeyOverInOneWrite(t *testing.T) {
 // for the others, and does not lead.
 func TestHandedKeyNotWantedIsFreed(t *testing.T) {
 	prefix := testPrefix(t)
-	a := startCandidate(t, withPrefix(fastOptions(t, shared, "a"), prefix))
-	a.campaign("jobs")
-	first := await(a, 15*time.Second, func(m messages.LeadershipAcquired) bool { return true })
-	b := startCandidate(t, withPrefix(fastOptions(t, shared, "b"), prefix))
-	b.campaign("jobs")
-	await(b, 10*time.Second, func(m messages.LeaderChanged) bool { return m.LeaderID == "a" })
-	knows(t, a, "jobs", "b")
+	a, b, first := leaderAndStandby(t, prefix, nil)
 	b.system.Root.Send(b.root, &messages.Resign{Resource: "jobs", HoldOff: time.Minute})
 	b.state("jobs") // the resign is in
 
@@ -148,15 +155,7 @@ func TestKeysHandedOverAfterTheCampaignAreReleased(t *testing.T) {
 // releases; the standby acquires the key itself.
 func TestReleaseOnlyLeavesTheKeyToTheRace(t *testing.T) {
 	prefix := testPrefix(t)
-	opts := withPrefix(fastOptions(t, shared, "a"), prefix)
-	opts.ReleaseOnly = true
-	a := startCandidate(t, opts)
-	a.campaign("jobs")
-	await(a, 15*time.Second, func(m messages.LeadershipAcquired) bool { return true })
-	b := startCandidate(t, withPrefix(fastOptions(t, shared, "b"), prefix))
-	b.campaign("jobs")
-	await(b, 10*time.Second, func(m messages.LeaderChanged) bool { return m.LeaderID == "a" })
-	knows(t, a, "jobs", "b")
+	a, b, _ := leaderAndStandby(t, prefix, func(o *actors.Options) { o.ReleaseOnly = true })
 
 	a.system.Root.Send(a.root, &messages.Resign{Resource: "jobs", HoldOff: time.Minute})
 	got := await(b, 10*time.Second, func(m messages.LeadershipAcquired) bool { return true })

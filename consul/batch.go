@@ -59,41 +59,77 @@ func txnOpsFor(v string) int {
 	return txnOpsFrom114
 }
 
-// txnSize adds up the operations of a batch and the JSON body they make, as
-// batchOps sends them: a check-session already in the batch adds nothing.
-type txnSize struct {
-	ops, bytes int
-	checks     map[[2]string]bool
+// txn is a batch's transaction as it is put together: its operations, the
+// requests that own each (owners), each request's operations in it (at), and
+// the size of its JSON body. A check-session that an earlier request of the
+// batch makes already (the guard of transfers to one successor) is made once,
+// for all of them.
+type txn struct {
+	ops    api.TxnOps
+	owners [][]int
+	at     [][]int
+	bytes  int
+	checks map[[2]string]int // check-session (key, session) → its operation
 }
 
-// adds is what req would add to the batch.
-func (s *txnSize) adds(req *txnRequest) (ops, bytes int) {
+// txnOf is the transaction of batch.
+func txnOf(batch []*txnRequest) *txn {
+	t := &txn{}
+	for _, req := range batch {
+		t.add(req)
+	}
+	return t
+}
+
+// shared is the operation of the batch that op repeats, if any.
+func (t *txn) shared(op *api.TxnOp) (int, bool) {
+	kv := op.KV
+	if kv == nil || kv.Verb != api.KVCheckSession {
+		return 0, false
+	}
+	j, ok := t.checks[[2]string{kv.Key, kv.Session}]
+	return j, ok
+}
+
+// fits reports whether req fits in the transaction within the limits.
+func (t *txn) fits(req *txnRequest, maxOps, maxBytes int) bool {
+	ops, bytes := len(t.ops), t.bytes
 	for _, op := range req.ops {
-		if kv := op.KV; kv != nil && !(kv.Verb == api.KVCheckSession && s.checks[[2]string{kv.Key, kv.Session}]) {
-			ops++
-			bytes += base64.StdEncoding.EncodedLen(len(kv.Value)) + len(kv.Key) + len(kv.Session) + 140
+		if _, ok := t.shared(op); !ok {
+			ops, bytes = ops+1, bytes+opBytes(op)
 		}
 	}
-	return ops, bytes
+	return ops <= maxOps && bytes <= maxBytes
 }
 
-// fits reports whether req fits in the batch within the limits.
-func (s *txnSize) fits(req *txnRequest, maxOps, maxBytes int) bool {
-	ops, bytes := s.adds(req)
-	return s.ops+ops <= maxOps && s.bytes+bytes <= maxBytes
-}
-
-func (s *txnSize) add(req *txnRequest) {
-	ops, bytes := s.adds(req)
-	s.ops, s.bytes = s.ops+ops, s.bytes+bytes
+func (t *txn) add(req *txnRequest) {
+	i := len(t.at)
+	t.at = append(t.at, nil)
 	for _, op := range req.ops {
-		if kv := op.KV; kv != nil && kv.Verb == api.KVCheckSession {
-			if s.checks == nil {
-				s.checks = map[[2]string]bool{}
+		if j, ok := t.shared(op); ok {
+			t.owners[j] = append(t.owners[j], i)
+			t.at[i] = append(t.at[i], j)
+			continue
+		}
+		if op.KV != nil && op.KV.Verb == api.KVCheckSession {
+			if t.checks == nil {
+				t.checks = map[[2]string]int{}
 			}
-			s.checks[[2]string{kv.Key, kv.Session}] = true
+			t.checks[[2]string{op.KV.Key, op.KV.Session}] = len(t.ops)
 		}
+		t.at[i] = append(t.at[i], len(t.ops))
+		t.owners = append(t.owners, []int{i})
+		t.ops = append(t.ops, op)
+		t.bytes += opBytes(op)
 	}
+}
+
+// opBytes estimates the JSON body op adds to a transaction.
+func opBytes(op *api.TxnOp) int {
+	if op.KV == nil {
+		return 0
+	}
+	return base64.StdEncoding.EncodedLen(len(op.KV.Value)) + len(op.KV.Key) + len(op.KV.Session) + 140
 }
 
 const (
@@ -238,7 +274,7 @@ func (b *batcher) run() {
 		b.mu.Lock()
 		maxOps, maxBytes := b.limits.ops(), b.limits.bytes
 		var batch, abandoned, waiting []*txnRequest
-		var size txnSize
+		var size txn
 	gather:
 		for i, req := range b.pending {
 			switch {
@@ -291,7 +327,7 @@ func keyOf(req *txnRequest) string { return req.ops[0].KV.Key }
 func (b *batcher) send(batch []*txnRequest) {
 	failures := 0 // answers in a row worth retrying
 	for len(batch) > 0 {
-		ops, owners, at := batchOps(batch)
+		t := txnOf(batch)
 		ctx, cancel := batchContext(batch)
 		var (
 			ok   bool
@@ -305,7 +341,7 @@ func (b *batcher) send(batch []*txnRequest) {
 			_, _, err = b.client.KV().Release(batch[0].release, (&api.WriteOptions{}).WithContext(ctx))
 			ok, resp = true, &api.TxnResponse{}
 		} else {
-			ok, resp, err = sendTxn(ctx, b.client, ops)
+			ok, resp, err = sendTxn(ctx, b.client, t.ops)
 		}
 		cancel()
 		switch {
@@ -313,8 +349,8 @@ func (b *batcher) send(batch []*txnRequest) {
 			// Every operation the batcher sends (lock, unlock, check-session)
 			// has one result.
 			for i, req := range batch {
-				results := make(api.TxnResults, 0, len(at[i]))
-				for _, j := range at[i] {
+				results := make(api.TxnResults, 0, len(t.at[i]))
+				for _, j := range t.at[i] {
 					if j < len(resp.Results) {
 						results = append(results, resp.Results[j])
 					}
@@ -324,9 +360,9 @@ func (b *batcher) send(batch []*txnRequest) {
 			return
 		case err == nil:
 			failures = 0
-			batch = rolledBack(batch, owners, resp)
+			batch = rolledBack(batch, t.owners, resp)
 		case len(batch) > 1 && isTooLong(err):
-			for _, part := range b.shorten(batch, len(ops), err) {
+			for _, part := range b.shorten(batch, len(t.ops), err) {
 				b.send(part)
 			}
 			return
@@ -340,31 +376,6 @@ func (b *batcher) send(batch []*txnRequest) {
 			return
 		}
 	}
-}
-
-// batchOps are the operations of a batch's transaction, with the requests
-// that own each (owners) and each request's operations in it (at). A
-// check-session that an earlier request of the batch makes already (the
-// guard of transfers to one successor) is made once, for all of them.
-func batchOps(batch []*txnRequest) (ops api.TxnOps, owners [][]int, at [][]int) {
-	checks := map[[2]string]int{}
-	at = make([][]int, len(batch))
-	for i, req := range batch {
-		for _, op := range req.ops {
-			if kv := op.KV; kv != nil && kv.Verb == api.KVCheckSession {
-				if j, ok := checks[[2]string{kv.Key, kv.Session}]; ok {
-					owners[j] = append(owners[j], i)
-					at[i] = append(at[i], j)
-					continue
-				}
-				checks[[2]string{kv.Key, kv.Session}] = len(ops)
-			}
-			at[i] = append(at[i], len(ops))
-			owners = append(owners, []int{i})
-			ops = append(ops, op)
-		}
-	}
-	return ops, owners, at
 }
 
 // rolledBack answers the requests whose operations failed, with Consul's
@@ -423,10 +434,10 @@ func (b *batcher) shorten(batch []*txnRequest, ops int, err error) [][]*txnReque
 	maxOps = min(maxOps, max(1, ops/2))
 	var parts [][]*txnRequest
 	var part []*txnRequest
-	var size txnSize
+	var size txn
 	for _, req := range batch {
 		if len(part) > 0 && !size.fits(req, maxOps, maxBytes) {
-			parts, part, size = append(parts, part), nil, txnSize{}
+			parts, part, size = append(parts, part), nil, txn{}
 		}
 		part = append(part, req)
 		size.add(req)

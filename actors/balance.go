@@ -28,50 +28,80 @@ const (
 	balanceEvery     = time.Second
 	balanceHoldBack  = time.Second
 	maxHandOversEach = 1024 // hand-overs started per balanceEvery: 8 transactions of releases
+	// shareEvery: the share is worked out again this soon after a change
+	// of leadership, ours or a peer's. A share a second old would have the
+	// candidates at theirs leave a freed key to a peer that has since
+	// reached its own, and that one leave it to them.
+	shareEvery = 20 * time.Millisecond
 )
 
-// balance takes one step towards fair shares.
-func (r *electionRoot) balance(c actor.Context) {
-	if r.stopping || len(r.locks) == 0 || !r.appHealth.Healthy {
-		return
+// balancing says whether Balance is at work: on, with campaigns, healthy and
+// not stopping.
+func (r *electionRoot) balancing() bool {
+	return r.eng.opts.Balance && !r.stopping && len(r.locks) > 0 && r.appHealth.Healthy
+}
+
+// shareSoon has the share worked out again within shareEvery.
+func (r *electionRoot) shareSoon() {
+	if r.balancing() && !r.shareDue {
+		r.shareDue = true
+		r.calls.after(shareEvery, &shareTick{})
 	}
-	// peers are the live, healthy candidates campaigning for some of our
-	// resources, with the set of those they campaign for.
-	peers := map[string]map[string]bool{}
-	for resource := range r.locks {
-		for _, cand := range r.candidatesOf[resource] {
-			if cand.ID != r.eng.opts.CandidateID && cand.Healthy {
-				if peers[cand.ID] == nil {
-					peers[cand.ID] = map[string]bool{}
-				}
-				peers[cand.ID][resource] = true
-			}
-		}
-	}
-	share := (len(r.locks) + len(peers)) / (len(peers) + 1) // ⌈K/P⌉
-	// How far below its share each peer is, counted over our resources.
-	deficit := map[string]int{}
-	for id := range peers {
+}
+
+// publishShare works out this candidate's fair share of its resources,
+// ⌈K/P⌉, and how far below it each peer is, and publishes for the locks
+// whether this candidate is full and which peers are below.
+func (r *electionRoot) publishShare() (share int, deficit map[string]int) {
+	share = (len(r.locks) + len(r.peers)) / (len(r.peers) + 1)
+	deficit = map[string]int{}
+	for id := range r.peers {
 		deficit[id] = share
 	}
+	mine := 0
 	for resource := range r.locks {
-		if holder := r.entries[resource].HolderID; r.entries[resource].Session != "" {
-			deficit[holder]--
+		switch e := r.entries[resource]; {
+		case e.Session == "":
+		case e.Session == r.current.ID:
+			mine++
+		default:
+			deficit[e.HolderID]--
 		}
 	}
 	var below []string
-	for id := range peers {
+	for id := range r.peers {
 		if deficit[id] > 0 {
 			below = append(below, id)
 		}
 	}
 	slices.Sort(below)
-	if now := (protocol.Share{Full: len(r.leading) >= share, Below: below}); now.Full != r.share.Full || !slices.Equal(now.Below, r.share.Below) {
-		r.share = &now
-		for _, pid := range r.locks {
-			c.Send(pid, r.share)
+	// Our own leaderships are counted as the peers count them, from the
+	// keys: a leader that has not yet heard that its key was released
+	// counts it no more than they do.
+	now := &protocol.Share{Full: mine >= share, Below: below}
+	if last := r.eng.share.Load(); now.Full != last.Full || !slices.Equal(now.Below, last.Below) {
+		r.eng.share.Store(now)
+	}
+	return share, deficit
+}
+
+// balance takes one step towards fair shares.
+func (r *electionRoot) balance(c actor.Context) {
+	if !r.balancing() {
+		return
+	}
+	r.peers = map[string]map[string]bool{}
+	for resource := range r.locks {
+		for _, cand := range r.candidatesOf[resource] {
+			if cand.ID != r.eng.opts.CandidateID && cand.Healthy {
+				if r.peers[cand.ID] == nil {
+					r.peers[cand.ID] = map[string]bool{}
+				}
+				r.peers[cand.ID][resource] = true
+			}
 		}
 	}
+	share, deficit := r.publishShare()
 	excess := len(r.leading) - share - BalanceSlack
 	if excess <= 0 {
 		return
@@ -83,7 +113,7 @@ func (r *electionRoot) balance(c actor.Context) {
 		}
 		to := ""
 		for id, short := range deficit {
-			if short > 0 && peers[id][resource] && (to == "" || short > deficit[to] || short == deficit[to] && id < to) {
+			if short > 0 && r.peers[id][resource] && (to == "" || short > deficit[to] || short == deficit[to] && id < to) {
 				to = id
 			}
 		}

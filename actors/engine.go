@@ -3,8 +3,10 @@ package actors
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/excalibur/consul-elect/internal/protocol"
 	"github.com/excalibur/consul-elect/messages"
 	"go.uber.org/zap"
 )
@@ -30,6 +32,10 @@ type engine struct {
 	// refreshes is when the session was last refreshed, written by renewal
 	// and read by the locks when they step down (for LeadershipLost.StopBy).
 	refreshes *refreshes
+	// share is this candidate's fair share with Options.Balance, as the root
+	// last worked it out (a Share is never changed once published). The
+	// locks read it when a key is free and when they hand one over.
+	share *atomic.Pointer[protocol.Share]
 }
 
 // refreshes records the last successful refreshes of the current session.

@@ -87,7 +87,6 @@ type lockActor struct {
 	holdBackAt  *time.Timer          // ends a hold-back; stopped when the key changes
 	preemptAt   *time.Timer
 	handingOver string          // the term ends in a switchover to this candidate: after the release, hold off too
-	share       *protocol.Share // with Balance: this candidate's share, as the root last said
 	// handed: the key was handed to our session by its last holder
 	// (Transfer): its term starts with that write, without an acquire.
 	handed bool
@@ -213,8 +212,6 @@ func (l *lockActor) Receive(c actor.Context) {
 		l.candidates = m.Candidates // those campaigning for this resource
 		l.preempt(c)
 		l.consider(c)
-	case *protocol.Share:
-		l.share = m
 	case *protocol.HandOver:
 		if l.state == leading {
 			l.logger.Info("handing over for fair shares", zap.String("resource", l.resource), zap.String("to", m.To))
@@ -435,7 +432,7 @@ func (l *lockActor) holdBack() time.Duration {
 			return priorityHoldBack + max(l.entry.HolderLockDelay, 0)
 		}
 	}
-	if l.share != nil && l.share.Full && slices.ContainsFunc(l.share.Below, func(id string) bool { return id != l.entry.HolderID }) {
+	if share := l.share.Load(); share.Full && slices.ContainsFunc(share.Below, func(id string) bool { return id != l.entry.HolderID }) {
 		return balanceHoldBack // leave it to a peer below its share
 	}
 	return 0
@@ -693,8 +690,8 @@ func (l *lockActor) successor() (messages.Candidate, bool) {
 	}
 	top := eligible[0].Priority // highest first
 	eligible = slices.DeleteFunc(eligible, func(c messages.Candidate) bool { return c.Priority != top })
-	if l.share != nil {
-		below := slices.DeleteFunc(slices.Clone(eligible), func(c messages.Candidate) bool { return !slices.Contains(l.share.Below, c.ID) })
+	if share := l.share.Load(); len(share.Below) > 0 {
+		below := slices.DeleteFunc(slices.Clone(eligible), func(c messages.Candidate) bool { return !slices.Contains(share.Below, c.ID) })
 		if len(below) > 0 {
 			eligible = below
 		}

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -36,8 +37,12 @@ type electionRoot struct {
 	campaignsChanged bool
 	leading          map[string]bool  // resources this candidate leads
 	pool             *pool            // the locks' dispatcher
-	share            *protocol.Share  // with Balance: as the locks were last told
 	lockStrategy     *restartStrategy // one for every lock: it keeps no state
+	// With Balance: the live, healthy peers campaigning for some of our
+	// resources, with those resources (worked out every balanceEvery), and
+	// whether the share is to be worked out again after a change.
+	peers    map[string]map[string]bool
+	shareDue bool
 
 	current   protocol.SessionReady // ID "" while there is no session
 	entries   map[string]protocol.KeyEntry
@@ -53,6 +58,7 @@ type electionRoot struct {
 
 type (
 	balanceTick       struct{}
+	shareTick         struct{}
 	campaignsChanged  struct{}
 	stopTimedOut      struct{}
 	swept             struct{}
@@ -99,12 +105,18 @@ func (r *electionRoot) Receive(c actor.Context) {
 		} else {
 			delete(r.leading, m.Resource)
 		}
+		r.shareSoon()
 		if r.service != nil {
 			c.Send(r.service, m)
 		}
 	case *balanceTick:
 		r.balance(c)
 		r.calls.after(balanceEvery, &balanceTick{})
+	case *shareTick:
+		r.shareDue = false
+		if r.balancing() {
+			r.publishShare()
+		}
 	case *messages.Switchover:
 		r.switchover(c, m)
 	case *switchoverWritten:
@@ -154,6 +166,7 @@ func (r *electionRoot) Receive(c actor.Context) {
 	case *keysDelivered:
 		if from := c.Sender(); from != nil && slices.ContainsFunc(r.watchers, from.Equal) {
 			r.record(m.entries)
+			r.shareSoon()
 		}
 	case *protocol.Holding:
 		c.Send(r.watcherOf(m.Key), m)
@@ -192,7 +205,9 @@ func (r *electionRoot) start(c actor.Context) {
 	eng.requests = r.calls.ctx
 	r.eng = &eng
 	r.locks, r.entries, r.leading = map[string]*actor.PID{}, map[string]protocol.KeyEntry{}, map[string]bool{}
-	r.pool, r.lockStrategy, r.share = newPool(), newRestartStrategy(r.eng.logger, true), &protocol.Share{}
+	r.pool, r.lockStrategy = newPool(), newRestartStrategy(r.eng.logger, true)
+	r.eng.share = new(atomic.Pointer[protocol.Share])
+	r.eng.share.Store(&protocol.Share{})
 	r.appHealth = messages.SetHealth{Healthy: true}
 	// Each producer returns a fresh instance: a restarted child starts clean
 	// and asks for the current state with ChildStarted.
@@ -277,7 +292,6 @@ func (r *electionRoot) childStarted(c actor.Context, m *protocol.ChildStarted) {
 	}
 	if m.Resource != "" {
 		c.Send(child, &protocol.CandidatesChanged{Candidates: r.candidatesOf[m.Resource]})
-		c.Send(child, r.share)
 	}
 	if child.Equal(r.registry) {
 		r.campaigning(c)

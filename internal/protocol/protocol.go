@@ -169,11 +169,12 @@ type Leading struct {
 	Leading  bool
 }
 
-// Share is sent by the root to every lock, with Options.Balance, when this
-// candidate reaches its fair share of the resources (Full) or falls below
-// it, or when the peers below theirs change: a full candidate leaves a free
-// key for a while to a peer below its share (Below, by id) other than the
-// key's last holder. Locks share one Share; nobody changes it.
+// Share is this candidate's fair share of the resources, with
+// Options.Balance, as the root last worked it out: whether it leads its share
+// (Full), and which peers lead less than theirs (Below, by id). A full
+// candidate leaves a free key for a while to a peer below its share other
+// than the key's last holder. The root publishes a new Share rather than
+// change one; locks read the latest.
 type Share struct {
 	Full  bool
 	Below []string

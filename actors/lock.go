@@ -518,7 +518,12 @@ func (l *lockActor) acquireDone(c actor.Context, m *acquireDone) {
 	case m.err == nil:
 		l.lead(c, m.entry)
 	case errors.Is(m.err, consul.ErrLockHeld):
-		// Someone was faster; the key watcher shows who.
+		// Someone was faster; the key watcher shows who. It may have shown
+		// already that the holder handed the key to us, while this acquire
+		// was on its way: nothing else would take it up.
+		if l.entry.Session == l.session.ID {
+			l.consider(c)
+		}
 	case errors.Is(m.err, consul.ErrLockDelay):
 		l.heldBack = false // when the delay ends, the higher priority goes first again
 		l.retryAt = l.calls.after(l.lockDelayLeft(), &retryAcquire{})

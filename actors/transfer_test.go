@@ -1,7 +1,10 @@
 package actors_test
 
 import (
+	"context"
+	"errors"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -165,5 +168,72 @@ func TestReleaseOnlyLeavesTheKeyToTheRace(t *testing.T) {
 	}
 	if v, err := consul.DecodeValue(e.Value); err != nil || v.From != "" || v.CandidateID != "b" || e.ModifyIndex != got.FencingToken {
 		t.Fatalf("key %+v (value %+v, %v); want b's own acquisition, token %d", e, v, err, got.FencingToken)
+	}
+}
+
+// lateAcquire is a backend whose first acquire of key waits to be sent until
+// send is closed, then for its answer to be delivered until answer is closed.
+type lateAcquire struct {
+	*consul.Client
+	key          string
+	asked        chan struct{} // closed when the first acquire is asked for
+	send, answer chan struct{}
+	answered     chan error // Consul's answer to it
+	first        sync.Once
+}
+
+func (l *lateAcquire) AcquireAsync(ctx context.Context, key, session string, value []byte, done func(consul.Entry, error)) {
+	late := false
+	if key == l.key {
+		l.first.Do(func() { late = true })
+	}
+	if !late {
+		l.Client.AcquireAsync(ctx, key, session, value, done)
+		return
+	}
+	close(l.asked)
+	go func() {
+		<-l.send
+		entry, err := l.Client.Acquire(ctx, key, session, value)
+		l.answered <- err
+		<-l.answer
+		done(entry, err)
+	}()
+}
+
+// TestKeyHandedOverWhileOurAcquireFailsIsTaken: b's acquire reaches Consul
+// while a leads, and its refusal reaches b after b's watcher has shown a
+// handing the key to b. b leads, with the handing write as its token.
+func TestKeyHandedOverWhileOurAcquireFailsIsTaken(t *testing.T) {
+	prefix := testPrefix(t)
+	bOpts := withPrefix(fastOptions(t, shared, "b"), prefix)
+	client, err := consul.NewClient(bOpts.ConsulConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(client.Close)
+	late := &lateAcquire{Client: client, key: prefix + "/jobs", asked: make(chan struct{}),
+		send: make(chan struct{}), answer: make(chan struct{}), answered: make(chan error, 1)}
+	bOpts.Backend = late
+	b := startCandidate(t, bOpts)
+	b.campaign("jobs")
+	<-late.asked // b saw the key free
+
+	a := startCandidate(t, withPrefix(fastOptions(t, shared, "a"), prefix))
+	a.campaign("jobs")
+	await(a, 15*time.Second, func(m messages.LeadershipAcquired) bool { return true })
+	close(late.send)
+	if err := <-late.answered; !errors.Is(err, consul.ErrLockHeld) {
+		t.Fatalf("b's acquire while a leads: %v; want ErrLockHeld", err)
+	}
+	knows(t, a, "jobs", "b")
+	a.system.Root.Send(a.root, &messages.Resign{Resource: "jobs", HoldOff: time.Minute})
+	await(b, 10*time.Second, func(m messages.LeaderChanged) bool { return m.LeaderID == "b" })
+	close(late.answer)
+
+	got := await(b, 10*time.Second, func(m messages.LeadershipAcquired) bool { return true })
+	e, ok, err := operator(t, shared).Get(ctxFor(t), prefix+"/jobs")
+	if err != nil || !ok || e.Session != got.Session || got.FencingToken != e.ModifyIndex {
+		t.Fatalf("b leads with %+v; the key is %+v (exists %v, %v): want b's session, the handing write's index", got, e, ok, err)
 	}
 }

@@ -71,6 +71,14 @@ type AsyncTransferrer interface {
 	TransferAsync(ctx context.Context, key, session string, to consul.Successor, value []byte, done func(consul.Entry, error))
 }
 
+// Relister is implemented by backends that read a prefix again more cheaply
+// given the last reading (consul.Client.Relist: the entries that did not
+// change are not decoded again). last is what the previous call returned
+// and index the index it returned; the answer is ListPrefix's.
+type Relister interface {
+	Relist(ctx context.Context, prefix string, index uint64, wait time.Duration, last []consul.Entry) ([]consul.Entry, uint64, error)
+}
+
 // Pruner is implemented by backends that delete a key only if it is
 // unchanged. With one, the engine deletes the registry entries of candidates
 // gone for a while (see registryPruneAfter); without, they stay.

@@ -66,6 +66,13 @@ func (d *deadBackend) ListPrefix(ctx context.Context, prefix string, index uint6
 	return d.Client.ListPrefix(ctx, prefix, index, wait)
 }
 
+func (d *deadBackend) Relist(ctx context.Context, prefix string, index uint64, wait time.Duration, last []consul.Entry) ([]consul.Entry, uint64, error) {
+	if err := d.gate(ctx); err != nil {
+		return nil, index, err
+	}
+	return d.Client.Relist(ctx, prefix, index, wait, last)
+}
+
 func (d *deadBackend) Release(ctx context.Context, key, session string, value []byte) error {
 	if err := d.gate(ctx); err != nil {
 		return err

@@ -37,6 +37,7 @@ type keyWatcher struct {
 	index      uint64
 	checking   uint64 // an early answer's index, while it is read again (see listed)
 	entries    map[string]consul.Entry
+	last       []consul.Entry // the last listing, for a Relister
 	lockDelays map[string]time.Duration // holder session → its lock-delay
 	asked      map[string]bool          // sessions whose info was requested
 	session    string                   // ours
@@ -209,14 +210,23 @@ func (w *keyWatcher) next(m *listed, changed []protocol.KeyEntry) {
 }
 
 func (w *keyWatcher) list() {
-	index := w.index
+	index, last, prefix := w.index, w.last, w.prefix+"/"+w.shard
 	w.calls.run(func(ctx context.Context) any {
 		ctx, cancel := context.WithTimeout(ctx, blockingTimeout(watchWait))
 		defer cancel()
 		start := time.Now()
-		entries, next, err := w.backend.ListPrefix(ctx, w.prefix+"/"+w.shard, index, watchWait)
+		entries, next, err := w.read(ctx, prefix, index, last)
 		return &listed{entries: entries, waited: index, index: next, took: time.Since(start), err: err}
 	})
+}
+
+// read lists the shard, given the last listing when the backend can use it.
+// It runs off the actor: it reads nothing of the watcher's state.
+func (w *keyWatcher) read(ctx context.Context, prefix string, index uint64, last []consul.Entry) ([]consul.Entry, uint64, error) {
+	if r, ok := w.backend.(Relister); ok {
+		return r.Relist(ctx, prefix, index, watchWait, last)
+	}
+	return w.backend.ListPrefix(ctx, prefix, index, watchWait)
 }
 
 func (w *keyWatcher) listed(c actor.Context, m *listed) {
@@ -234,6 +244,7 @@ func (w *keyWatcher) listed(c actor.Context, m *listed) {
 		return
 	}
 	w.retry.Reset()
+	w.last = m.entries
 	// When Consul's state is replaced (a snapshot restore), a blocking query
 	// in flight answers at once with the old state and the index it waited
 	// at, as if nothing had changed; a query at that index would then wait

@@ -172,6 +172,7 @@ func NewClient(cfg Config) (*Client, error) {
 	if n := cfg.MaxConnections; n > 0 {
 		httpClient.Transport = &budgeted{budget: newBudget(n), next: httpClient.Transport}
 	}
+	httpClient.Transport = &streamed{next: httpClient.Transport}
 	conf.HttpClient = httpClient
 	client, err := api.NewClient(conf)
 	if err != nil {

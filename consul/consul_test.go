@@ -32,7 +32,7 @@ func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return c.next.RoundTrip(r)
 }
 
-func newClient(t *testing.T, counter *countingTransport) *consul.Client {
+func newClient(t testing.TB, counter *countingTransport) *consul.Client {
 	t.Helper()
 	cfg := consul.Config{Address: agent.URL()}
 	if counter != nil {
@@ -46,7 +46,7 @@ func newClient(t *testing.T, counter *countingTransport) *consul.Client {
 	return client
 }
 
-func session(t *testing.T, client *consul.Client, delay time.Duration) string {
+func session(t testing.TB, client *consul.Client, delay time.Duration) string {
 	t.Helper()
 	id, err := client.CreateSession(context.Background(), consul.SessionSpec{Name: t.Name(), TTL: 10 * time.Second, LockDelay: delay})
 	if err != nil {
@@ -151,4 +151,106 @@ func TestGuardedPutWritesOnlyForTheLeadershipThatHoldsTheLock(t *testing.T) {
 	if e, _, _ := agent.Operator().Get(ctx, "guard/data"); string(e.Value) != "four" {
 		t.Fatalf("data is %q; only the accepted writes may land", e.Value)
 	}
+}
+
+// TestRelistTakesTheUnchangedEntriesFromTheLastReading: Relist answers as a
+// fresh ListPrefix does, and the entries that did not change are those of
+// the last reading, not decoded again.
+func TestRelistTakesTheUnchangedEntriesFromTheLastReading(t *testing.T) {
+	ctx := context.Background()
+	client := newClient(t, nil)
+	sid := session(t, client, 0)
+	prefix := "relist/" + t.Name()
+	acquire := func(key, value string) {
+		t.Helper()
+		if _, err := client.Acquire(ctx, prefix+"/"+key, sid, []byte(value)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, k := range []string{"a", "b", "c", "d"} {
+		acquire(k, "value of "+k)
+	}
+	first, index, err := client.ListPrefix(ctx, prefix, 0, 0)
+	if err != nil || len(first) != 4 {
+		t.Fatalf("first listing: %d entries, %v", len(first), err)
+	}
+	acquire("b", "b again")
+	if err := client.Release(ctx, prefix+"/c", sid, []byte("c released")); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := client.DeleteIfUnchanged(ctx, prefix+"/d", first[3].ModifyIndex); !ok || err != nil {
+		t.Fatalf("delete d: %v, %v", ok, err)
+	}
+	acquire("e", "value of e")
+
+	again, _, err := client.Relist(ctx, prefix, index, time.Second, first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh, _, err := client.ListPrefix(ctx, prefix, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(again) != fmt.Sprint(fresh) {
+		t.Fatalf("relisted:\n%+v\nlisted afresh:\n%+v", again, fresh)
+	}
+	var got []string
+	for _, e := range again {
+		got = append(got, fmt.Sprintf("%s=%s held:%v", strings.TrimPrefix(e.Key, prefix+"/"), e.Value, e.Session == sid))
+	}
+	if want := "[a=value of a held:true b=b again held:true c=c released held:false e=value of e held:true]"; fmt.Sprint(got) != want {
+		t.Fatalf("relisted %v; want %s", got, want)
+	}
+	if &again[0].Value[0] != &first[0].Value[0] {
+		t.Error("a did not change, yet its value was decoded again")
+	}
+	if &again[1].Value[0] == &first[1].Value[0] {
+		t.Error("b changed, yet its old value was kept")
+	}
+}
+
+// BenchmarkListPrefix reads a shard of 1,000 held lock keys, as a key
+// watcher does after every change under it: afresh, and again with the last
+// reading (Relist), after a change of one key.
+func BenchmarkListPrefix(b *testing.B) {
+	ctx := context.Background()
+	client := newClient(b, nil)
+	sid := session(b, client, 0)
+	prefix := "bench/" + b.Name()
+	value := consul.EncodeValue(consul.Value{CandidateID: "fleet-c0.0", Node: "node-1", AcquiredAt: time.Now()})
+	keys := make([]string, 1000)
+	var wg sync.WaitGroup
+	for i := range keys {
+		keys[i] = fmt.Sprintf("%s/r%05d", prefix, i)
+		wg.Go(func() {
+			if _, err := client.Acquire(ctx, keys[i], sid, value); err != nil {
+				b.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	b.Run("afresh", func(b *testing.B) {
+		for b.Loop() {
+			if entries, _, err := client.ListPrefix(ctx, prefix, 0, 0); err != nil || len(entries) != len(keys) {
+				b.Fatal(len(entries), err)
+			}
+		}
+	})
+	b.Run("relist", func(b *testing.B) {
+		last, index, err := client.ListPrefix(ctx, prefix, 0, 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for i := 0; b.Loop(); i++ {
+			// One key changes, as one acquisition does.
+			b.StopTimer()
+			if _, err := client.Acquire(ctx, keys[i%len(keys)], sid, fmt.Appendf(nil, "%s %d", value, time.Now().UnixNano())); err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+			if last, index, err = client.Relist(ctx, prefix, index, time.Second, last); err != nil || len(last) != len(keys) {
+				b.Fatal(len(last), err)
+			}
+		}
+	})
 }

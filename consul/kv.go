@@ -31,7 +31,20 @@ func entryOf(p *api.KVPair) Entry {
 // Consul's rules (blocking.NextIndex): 0 when Consul's index went backwards,
 // so that the next call reads at once, and never 0 otherwise.
 func (c *Client) ListPrefix(ctx context.Context, prefix string, index uint64, wait time.Duration) ([]Entry, uint64, error) {
-	pairs, meta, err := c.api.KV().List(prefix, c.blockingQuery(ctx, index, wait))
+	return c.Relist(ctx, prefix, index, wait, nil)
+}
+
+// Relist is ListPrefix for a watcher that keeps what its last call returned
+// (last, as it was returned, and index, the index it returned): an entry
+// whose key and ModifyIndex are unchanged comes back as it is in last,
+// without being decoded again. The listing is decoded as it arrives (see
+// listing). With index 0, or when Consul's index went back, last is not used.
+func (c *Client) Relist(ctx context.Context, prefix string, index uint64, wait time.Duration, last []Entry) ([]Entry, uint64, error) {
+	l := &listing{since: index}
+	if index > 0 {
+		l.last = last
+	}
+	_, meta, err := c.api.KV().List(prefix, c.blockingQuery(withListing(ctx, l), index, wait))
 	if err != nil {
 		return nil, index, wrap("list "+prefix, err)
 	}
@@ -44,11 +57,7 @@ func (c *Client) ListPrefix(ctx context.Context, prefix string, index uint64, wa
 		return nil, index, &Error{Op: "list " + prefix, Kind: ErrPermissionDenied,
 			Err: errors.New("the ACL token may not read every key under the prefix")}
 	}
-	entries := make([]Entry, 0, len(pairs))
-	for _, p := range pairs {
-		entries = append(entries, entryOf(p))
-	}
-	return entries, blocking.NextIndex(index, meta.LastIndex), nil
+	return l.entries, blocking.NextIndex(index, meta.LastIndex), nil
 }
 
 // Acquire locks key for session, writing value and KeyFlags, and returns the

@@ -391,7 +391,13 @@ func (w *keyWatcher) diff(list []consul.Entry, observed uint64, restored bool) (
 			// Freed: the lock-delay that may apply is the last holder's.
 			entry.HolderLockDelay = w.holderLockDelay(old.Session)
 		}
-		if existed && old.Session != "" && old.Session == w.session && e.Session != w.session && !w.releasing[e.Key] {
+		switch {
+		case w.releasing[e.Key]:
+		case existed && old.Session != "" && old.Session == w.session && e.Session != w.session:
+			lostOurs = true
+		case e.Session == "" && entry.HolderID == w.opts.CandidateID && w.session != "":
+			// Freed in our name: possibly by our session's end, of a key
+			// it acquired after the last listing.
 			lostOurs = true
 		}
 		if e.Session != w.session {
@@ -426,6 +432,11 @@ func (w *keyWatcher) expect(c actor.Context, m *protocol.Holding) {
 		if old, ok := w.entries[m.Key]; !ok || old.ModifyIndex < m.Token {
 			w.entries[m.Key] = consul.Entry{Key: m.Key, Session: m.Session, Flags: consul.KeyFlags, ModifyIndex: m.Token}
 		}
+		return
+	}
+	if w.pending != nil {
+		// The listing waits for the check of our session: so does this.
+		w.pending.Entries = append(w.pending.Entries, w.current(m.Key))
 		return
 	}
 	w.deliver(c, &protocol.KeysChanged{Entries: []protocol.KeyEntry{w.current(m.Key)}})

@@ -37,7 +37,7 @@ type keyWatcher struct {
 	index      uint64
 	checking   uint64 // an early answer's index, while it is read again (see listed)
 	entries    map[string]consul.Entry
-	last       []consul.Entry // the last listing, for a Relister
+	last       []consul.Entry           // the last listing, for a Relister
 	lockDelays map[string]time.Duration // holder session → its lock-delay
 	asked      map[string]bool          // sessions whose info was requested
 	session    string                   // ours

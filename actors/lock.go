@@ -64,6 +64,9 @@ type lockActor struct {
 	entry   protocol.KeyEntry
 	known   bool   // entry has been received
 	gen     uint64 // tags acquire results
+	// sawIndex is the key's ModifyIndex as the watcher last showed it when
+	// the acquire in flight was sent.
+	sawIndex uint64
 
 	// The current term, while leading or draining.
 	token    uint64 // fencing token
@@ -86,7 +89,7 @@ type lockActor struct {
 	heldBack    bool                 // the key, free as last seen, was left to another once
 	holdBackAt  *time.Timer          // ends a hold-back; stopped when the key changes
 	preemptAt   *time.Timer
-	handingOver string          // the term ends in a switchover to this candidate: after the release, hold off too
+	handingOver string // the term ends in a switchover to this candidate: after the release, hold off too
 	// handed: the key was handed to our session by its last holder
 	// (Transfer): its term starts with that write, without an acquire.
 	handed bool
@@ -489,6 +492,7 @@ func (l *lockActor) takeHanded(c actor.Context) {
 func (l *lockActor) acquire() {
 	l.state = acquiring
 	l.gen++
+	l.sawIndex = l.entry.ModifyIndex
 	gen, session := l.gen, l.session
 	l.value = consul.EncodeValue(consul.Value{CandidateID: l.opts.CandidateID, Node: session.Node,
 		AcquiredAt: time.Now().UTC(), Metadata: l.metadata})
@@ -518,10 +522,11 @@ func (l *lockActor) acquireDone(c actor.Context, m *acquireDone) {
 	case m.err == nil:
 		l.lead(c, m.entry)
 	case errors.Is(m.err, consul.ErrLockHeld):
-		// Someone was faster; the key watcher shows who. It may have shown
-		// already that the holder handed the key to us, while this acquire
-		// was on its way: nothing else would take it up.
-		if l.entry.Session == l.session.ID {
+		// Someone was faster; the key watcher shows who. If it has shown a
+		// change while this acquire was on its way (the key freed again, or
+		// handed to us), nothing else will wake the lock: look again. A
+		// change is needed each time, so this never spins.
+		if l.entry.ModifyIndex != l.sawIndex {
 			l.consider(c)
 		}
 	case errors.Is(m.err, consul.ErrLockDelay):

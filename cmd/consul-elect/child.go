@@ -20,6 +20,7 @@ const shimCommand = "__shim"
 type child struct {
 	pid      int           // the command's
 	process  *os.Process   // what consul-elect signals: the command, or on Linux its shim
+	pidfd    *os.File      // Linux: the command's pidfd, from the shim; nil if none
 	done     chan struct{} // closed once the command's whole tree has exited
 	exitCode int           // the command's; valid once done is closed
 	logger   *zap.Logger

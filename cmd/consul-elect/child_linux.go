@@ -1,15 +1,17 @@
 package main
 
 import (
-	"bufio"
-	"encoding/json"
+	"cmp"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -29,15 +31,16 @@ const shimKillTimeout = 2 * time.Second
 // dies (see shim_linux.go). Starting it ahead takes the Go runtime's start-up
 // out of the handover: a new leader only has the shim fork the command.
 //
-// Two pipes connect them: on the shim's fd 3, consul-elect writes the
-// term's environment (one JSON line), or closes it to let the shim go
-// without a term; on its fd 4, the shim answers "started PID" (or "failed
-// REASON"), then "exited CODE" once the command's whole tree is gone.
+// A pipe and a socket connect them. On the pipe, the shim's fd 3,
+// consul-elect writes the term's environment (each variable followed by a
+// NUL, then one NUL more), or closes it to let the shim go without a term.
+// On the socket, the shim's fd 4, the shim answers "started PID" with the
+// command's pidfd (or "failed REASON"), then "exited CODE" once the
+// command's whole tree is gone, one message each.
 type prepared struct {
 	process *os.Process
 	control *os.File      // the write end of the shim's fd 3
-	status  *bufio.Reader // the read end of its fd 4
-	statusF *os.File
+	status  *net.UnixConn // our end of its fd 4
 	gone    chan struct{} // closed once the shim has exited and been reaped
 	state   *os.ProcessState
 	logger  *zap.Logger
@@ -48,7 +51,7 @@ func prepareChild(argv []string, logger *zap.Logger) (*prepared, error) {
 	if err != nil {
 		return nil, err
 	}
-	statusR, statusW, err := os.Pipe()
+	status, statusW, err := statusSocket()
 	if err != nil {
 		controlR.Close()
 		controlW.Close()
@@ -65,7 +68,7 @@ func prepareChild(argv []string, logger *zap.Logger) (*prepared, error) {
 		// The shim is told when we die, even by SIGKILL.
 		Pdeathsig: shimKillSignal,
 	}
-	p := &prepared{control: controlW, status: bufio.NewReader(statusR), statusF: statusR, gone: make(chan struct{}), logger: logger}
+	p := &prepared{control: controlW, status: status, gone: make(chan struct{}), logger: logger}
 	started := make(chan error, 1)
 	go func() {
 		// Pdeathsig fires when the thread that forked the shim ends, not
@@ -88,65 +91,119 @@ func prepareChild(argv []string, logger *zap.Logger) (*prepared, error) {
 	statusW.Close()
 	if err != nil {
 		controlW.Close()
-		statusR.Close()
+		status.Close()
 		return nil, err
 	}
 	p.process = cmd.Process
 	return p, nil
 }
 
+// statusSocket is a connected pair of Unix sockets that keep the bounds of
+// each message: ours, and the shim's end.
+func statusSocket() (*net.UnixConn, *os.File, error) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_SEQPACKET|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, os.NewSyscallError("socketpair", err)
+	}
+	ours := os.NewFile(uintptr(fds[0]), "shim status")
+	defer ours.Close() // FileConn has its own copy
+	conn, err := net.FileConn(ours)
+	if err != nil {
+		syscall.Close(fds[1])
+		return nil, nil, err
+	}
+	return conn.(*net.UnixConn), os.NewFile(uintptr(fds[1]), "shim status"), nil
+}
+
 // start has the shim start the command with vars added to the environment,
 // and returns once it has.
 func (p *prepared) start(vars []string) (*child, error) {
-	msg, err := json.Marshal(vars)
-	if err != nil {
-		p.close()
-		return nil, err
+	var msg []byte
+	for _, v := range vars {
+		if strings.IndexByte(v, 0) >= 0 {
+			p.close()
+			return nil, fmt.Errorf("the environment variable %q holds a NUL byte", v)
+		}
+		msg = append(append(msg, v...), 0)
 	}
-	_, err = p.control.Write(append(msg, '\n'))
+	_, err := p.control.Write(append(msg, 0))
 	p.control.Close()
 	if err != nil {
 		p.close()
 		return nil, fmt.Errorf("the supervising shim: %w", err)
 	}
-	word, arg, err := p.next()
+	word, arg, pidfd, err := p.next()
 	switch {
 	case err != nil:
 		p.close()
 		return nil, fmt.Errorf("the supervising shim: %w", err)
 	case word == "failed":
+		pidfd.Close()
 		p.close()
 		return nil, errors.New(arg)
 	case word != "started":
+		pidfd.Close()
 		p.close()
 		return nil, fmt.Errorf("the supervising shim said %q", word+" "+arg)
 	}
 	pid, _ := strconv.Atoi(arg)
-	c := &child{pid: pid, process: p.process, done: make(chan struct{}), logger: p.logger}
+	c := &child{pid: pid, process: p.process, pidfd: pidfd, done: make(chan struct{}), logger: p.logger}
 	go func() {
 		// The shim says when the tree is gone, before it exits itself; if
 		// it dies first, its own exit says.
-		word, arg, err := p.next()
+		word, arg, extra, err := p.next()
+		extra.Close()
 		if err == nil && word == "exited" {
 			c.exitCode, _ = strconv.Atoi(arg)
 		} else {
 			<-p.gone
 			c.exitCode = exitCodeOf(p.state)
 		}
-		p.statusF.Close()
+		p.status.Close()
+		c.pidfd.Close()
 		close(c.done)
 	}()
 	return c, nil
 }
 
-// next reads the shim's next status line.
-func (p *prepared) next() (word, arg string, err error) {
-	line, err := p.status.ReadString('\n')
-	if err != nil {
-		return "", "", err // io.EOF: the shim is gone
+// next reads the shim's next status message, and the file it came with, if
+// any (nil otherwise; closing nil is harmless).
+func (p *prepared) next() (word, arg string, file *os.File, err error) {
+	buf, oob := make([]byte, 4096), make([]byte, syscall.CmsgSpace(4))
+	n, oobn, _, _, err := p.status.ReadMsgUnix(buf, oob)
+	if err == nil && n == 0 {
+		err = io.EOF // the shim is gone
 	}
-	word, arg, _ = strings.Cut(strings.TrimSuffix(line, "\n"), " ")
-	return word, arg, nil
+	if err != nil {
+		return "", "", nil, err
+	}
+	file = receivedFile(oob[:oobn])
+	word, arg, _ = strings.Cut(strings.TrimSuffix(string(buf[:n]), "\n"), " ")
+	return word, arg, file, nil
+}
+
+// receivedFile is the descriptor passed in a message's control data, if any.
+func receivedFile(oob []byte) *os.File {
+	msgs, err := syscall.ParseSocketControlMessage(oob)
+	if err != nil {
+		return nil
+	}
+	var file *os.File
+	for _, m := range msgs {
+		fds, err := syscall.ParseUnixRights(&m)
+		if err != nil {
+			continue
+		}
+		for _, fd := range fds {
+			if file == nil {
+				syscall.CloseOnExec(fd)
+				file = os.NewFile(uintptr(fd), "pidfd")
+			} else {
+				syscall.Close(fd)
+			}
+		}
+	}
+	return file
 }
 
 // close lets an unused shim go and waits until it is gone.
@@ -158,11 +215,49 @@ func (p *prepared) close() {
 		_ = p.process.Kill()
 		<-p.gone
 	}
-	p.statusF.Close()
+	p.status.Close()
 }
 
-// terminate asks the shim to pass SIGTERM to the command's process group.
-func (c *child) terminate() { _ = c.process.Signal(syscall.SIGTERM) }
+// pidfdSignalProcessGroup is PIDFD_SIGNAL_PROCESS_GROUP of
+// pidfd_send_signal(2): the signal goes to the process group the pidfd's
+// process leads (Linux 6.9 and later).
+const pidfdSignalProcessGroup = 1 << 2
+
+// sysPidfdSendSignal is pidfd_send_signal's number, the same on every
+// architecture Go runs on.
+const sysPidfdSendSignal = 424
+
+// noGroupPidfd is set once the kernel refused pidfd_send_signal to a process
+// group: the shim passes the signal on instead.
+var noGroupPidfd atomic.Bool
+
+// terminate sends SIGTERM to the command's process group: straight through
+// the command's pidfd, which unlike a process group id can never come to
+// name another group once the command's is gone, or, on a kernel that
+// cannot, through the shim.
+func (c *child) terminate() {
+	if c.pidfd != nil && !noGroupPidfd.Load() {
+		raw, err := c.pidfd.SyscallConn()
+		if err == nil {
+			// Control keeps the descriptor open while it runs: closed
+			// meanwhile, its number could name another file.
+			var sent error
+			err = raw.Control(func(fd uintptr) {
+				if _, _, errno := syscall.Syscall6(sysPidfdSendSignal, fd, uintptr(syscall.SIGTERM), 0, pidfdSignalProcessGroup, 0, 0); errno != 0 {
+					sent = errno
+				}
+			})
+			err = cmp.Or(err, sent)
+		}
+		switch {
+		case err == nil, errors.Is(err, syscall.ESRCH):
+			return // sent, or the group is gone
+		case errors.Is(err, syscall.EINVAL), errors.Is(err, syscall.ENOSYS):
+			noGroupPidfd.Store(true)
+		}
+	}
+	_ = c.process.Signal(syscall.SIGTERM)
+}
 
 // kill has the shim SIGKILL the command's whole tree, and waits until it is
 // gone.

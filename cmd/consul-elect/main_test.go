@@ -32,6 +32,9 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == shimCommand {
+		os.Exit(shimMain(os.Args[2:])) // a shim started by a test's launcher
+	}
 	switch os.Getenv(roleEnv) {
 	case "command":
 		os.Exit(commandMain())

@@ -2,8 +2,6 @@ package main
 
 import (
 	"bufio"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -11,6 +9,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -21,8 +20,9 @@ import (
 //
 //   - consul-elect starts it ahead of a term (see prepared in
 //     child_linux.go) and sends it the term's environment on fd 3; the shim
-//     starts the command then, and answers on fd 4. If fd 3 closes first,
-//     there is no term: the shim exits.
+//     starts the command then, and answers on fd 4 with the command's pidfd,
+//     through which consul-elect sends SIGTERM to the command's group
+//     itself. If fd 3 closes first, there is no term: the shim exits.
 //   - It runs the command in a process group of its own, started from a
 //     thread locked for the shim's whole life with Pdeathsig SIGKILL: if the
 //     shim dies, so does the command.
@@ -32,7 +32,8 @@ import (
 //   - consul-elect starts it with Pdeathsig shimKillSignal, and sends the
 //     same signal to kill: either way the shim SIGKILLs the whole tree, waits
 //     until it is gone, and exits.
-//   - SIGTERM and SIGINT are passed on to the command's process group.
+//   - SIGTERM and SIGINT are passed on to the command's process group (for
+//     a kernel on which consul-elect cannot signal it itself).
 //   - When the command exits, what it left behind is killed too; once the
 //     whole tree is gone the shim says so on fd 4 ("exited CODE") and exits
 //     with the command's exit code (128 + signal if killed).
@@ -44,10 +45,10 @@ const shimKillSignal = syscall.SIGUSR1
 // prSetChildSubreaper is PR_SET_CHILD_SUBREAPER of prctl(2).
 const prSetChildSubreaper = 36
 
-// The shim's ends of its pipes to consul-elect.
+// The shim's ends of its pipe and its socket to consul-elect.
 const (
-	shimControlFD = 3 // consul-elect → shim: the term's environment, one JSON line
-	shimStatusFD  = 4 // shim → consul-elect: started PID | failed REASON, then exited CODE
+	shimControlFD = 3 // consul-elect → shim: the term's environment, NAME=VALUE NUL…, then NUL
+	shimStatusFD  = 4 // shim → consul-elect: started PID (with its pidfd) | failed REASON, then exited CODE
 )
 
 func shimMain(args []string) int {
@@ -73,11 +74,25 @@ func shimMain(args []string) int {
 	// The pipes are ours, not the command's.
 	syscall.CloseOnExec(shimControlFD)
 	syscall.CloseOnExec(shimStatusFD)
+	// Blocking (os.Pipe made consul-elect's end non-blocking, and the flag
+	// came along): the term's environment then wakes this thread in read(2)
+	// itself, not through the Go scheduler's poller and a hand-off to this
+	// locked thread.
+	_ = syscall.SetNonblock(shimControlFD, false)
 	control, status := os.NewFile(shimControlFD, "control"), os.NewFile(shimStatusFD, "status")
-	// Everything but the term's environment is ready before the term.
+	// Everything but the term's environment is ready before the term,
+	// including what os/exec would do on first use: open /dev/null for the
+	// command's stdin, and probe the kernel for pidfds (a fork of its own).
 	cmd := exec.Command(args[1], args[2:]...)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if devNull, err := os.Open(os.DevNull); err == nil {
+		cmd.Stdin = devNull
+	}
+	if self, err := os.FindProcess(os.Getpid()); err == nil {
+		_ = self.Release()
+	}
+	pidfd := -1
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, PidFD: &pidfd}
 	vars, ok := awaitTerm(bufio.NewReader(control), signals)
 	control.Close()
 	if !ok {
@@ -91,26 +106,49 @@ func shimMain(args []string) int {
 	// The command leads its process group. We reap it ourselves, with the
 	// orphans we adopt, rather than through cmd.Wait.
 	group := cmd.Process.Pid
-	fmt.Fprintf(status, "started %d\n", group)
-	exits := reapChildren()
-	for {
-		select {
-		case sig := <-signals:
+	started := []byte("started " + strconv.Itoa(group) + "\n")
+	if pidfd >= 0 {
+		_ = syscall.Sendmsg(shimStatusFD, started, syscall.UnixRights(pidfd), nil, syscall.MSG_NOSIGNAL)
+		syscall.Close(pidfd)
+	} else {
+		_, _ = status.Write(started)
+	}
+	return exitWith(status, supervise(group, signals))
+}
+
+// supervise waits on this thread until the command, the leader of group,
+// has exited, then sweeps what is left of its tree, and returns the
+// command's exit code (128 + SIGKILL if the shim was told to kill it).
+// Signals are handled meanwhile by another goroutine: the command's exit
+// wakes this thread and no other.
+func supervise(group int, signals <-chan os.Signal) int {
+	var killed atomic.Bool
+	go func() {
+		for sig := range signals {
 			if sig == shimKillSignal {
-				sweep(group, exits)
-				return exitWith(status, 128+int(syscall.SIGKILL))
+				killed.Store(true)
+				killTree(group)
+				continue
 			}
 			_ = syscall.Kill(-group, sig.(syscall.Signal))
-		case exit, ok := <-exits:
-			if !ok {
-				return exitWith(status, exitRuntime) // cannot happen: the command is our child until reaped here
-			}
-			if exit.pid == group {
-				sweep(group, exits)
-				return exitWith(status, exit.code)
-			}
+		}
+	}()
+	code := exitRuntime // if the command is not ours to reap: cannot happen
+	for {
+		pid, status, err := reap(0)
+		if err != nil {
+			break
+		}
+		if pid == group {
+			code = status
+			break
 		}
 	}
+	sweep(group)
+	if killed.Load() {
+		return 128 + int(syscall.SIGKILL)
+	}
+	return code
 }
 
 // awaitTerm reads the term's environment from control, on this goroutine:
@@ -119,9 +157,15 @@ func shimMain(args []string) int {
 // meanwhile: there is no term.
 func awaitTerm(control *bufio.Reader, signals <-chan os.Signal) ([]string, bool) {
 	var vars []string
-	line, err := control.ReadBytes('\n')
-	if err != nil || json.Unmarshal(line, &vars) != nil {
-		return nil, false
+	for {
+		v, err := control.ReadString(0)
+		if err != nil {
+			return nil, false // closed before the end of the environment
+		}
+		if v = v[:len(v)-1]; v == "" {
+			break
+		}
+		vars = append(vars, v)
 	}
 	select {
 	case <-signals:
@@ -132,9 +176,11 @@ func awaitTerm(control *bufio.Reader, signals <-chan os.Signal) ([]string, bool)
 }
 
 // exitWith tells consul-elect that the command's tree is gone, with its
-// exit code, and returns the code for the shim's own exit.
+// exit code, and returns the code for the shim's own exit, which it leaves
+// to idle time.
 func exitWith(status *os.File, code int) int {
-	fmt.Fprintf(status, "exited %d\n", code)
+	_, _ = status.WriteString("exited " + strconv.Itoa(code) + "\n")
+	idle()
 	return code
 }
 
@@ -145,56 +191,94 @@ func firstOr(args []string, otherwise string) string {
 	return args[0]
 }
 
-type exited struct{ pid, code int }
-
-// reapChildren waits for every child of the shim, the command and adopted
-// orphans alike, and sends each exit. The channel is closed when the shim has
-// no child left.
-func reapChildren() <-chan exited {
-	exits := make(chan exited)
-	go func() {
-		defer close(exits)
-		for {
-			var status syscall.WaitStatus
-			pid, err := syscall.Wait4(-1, &status, 0, nil)
-			if errors.Is(err, syscall.EINTR) {
-				continue
-			}
-			if err != nil {
-				return // ECHILD
-			}
-			code := status.ExitStatus()
-			if status.Signaled() {
-				code = 128 + int(status.Signal())
-			}
-			exits <- exited{pid: pid, code: code}
+// reap waits for a child of the shim, the command or an adopted orphan
+// (with options WNOHANG, only for one that has exited: pid 0 if none has),
+// and returns its exit code, 128 + the signal if one killed it. It fails
+// with ECHILD when the shim has no child left.
+func reap(options int) (pid, code int, err error) {
+	for {
+		var status syscall.WaitStatus
+		pid, err = syscall.Wait4(-1, &status, options, nil)
+		if err == syscall.EINTR { // not errors.Is: its first call costs a fresh process more
+			continue
 		}
-	}()
-	return exits
+		if err != nil || pid == 0 {
+			return pid, 0, err
+		}
+		if status.Signaled() {
+			return pid, 128 + int(status.Signal()), nil
+		}
+		return pid, status.ExitStatus(), nil
+	}
 }
 
+// sweepEvery is how often the sweep kills what is left of the tree outside
+// the command's group: descendants that left it, adopted by the shim.
+const sweepEvery = 10 * time.Millisecond
+
 // sweep SIGKILLs what is left of the command's tree and returns once all of
-// it is gone and reaped: the command's process group, and the children we
-// adopted, which includes every descendant that left the group once its
-// parents are dead.
-func sweep(group int, exits <-chan exited) {
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
+// it is gone and reaped: the command's process group at once, and the
+// children we adopted (which includes every descendant that left the group,
+// once its parents are dead) within sweepEvery. Most commands leave only
+// members of their group, dying already: they are reaped without a look
+// through /proc.
+func sweep(group int) {
+	_ = syscall.Kill(-group, syscall.SIGKILL)
 	for {
-		_ = syscall.Kill(-group, syscall.SIGKILL)
-		if !hasChildren() {
-			return // nothing left: no need to look through /proc
+		if pid, _, err := reap(syscall.WNOHANG); err != nil || pid == 0 {
+			break
 		}
-		for _, pid := range childrenOf(os.Getpid()) {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
-		select {
-		case _, ok := <-exits:
-			if !ok {
+	}
+	if !hasChildren() {
+		return // nothing left
+	}
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		tick := time.NewTicker(sweepEvery)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
 				return
+			case <-tick.C:
 			}
-		case <-tick.C:
+			killTree(group)
 		}
+	}()
+	for {
+		if _, _, err := reap(0); err != nil {
+			return // ECHILD: no child left
+		}
+	}
+}
+
+// schedIdle is SCHED_IDLE of sched_setscheduler(2).
+const schedIdle = 5
+
+// idle lowers every thread of the shim to SCHED_IDLE. Once it has said that
+// the tree is gone, what is left to do, mostly the kernel's teardown of the
+// shim's memory, is on nobody's path, while the next leader's command may be
+// starting on the same cores.
+func idle() {
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return
+	}
+	var param struct{ priority int32 } // struct sched_param
+	for _, t := range tasks {
+		if tid, err := strconv.Atoi(t.Name()); err == nil {
+			_, _, _ = syscall.RawSyscall(syscall.SYS_SCHED_SETSCHEDULER, uintptr(tid), schedIdle, uintptr(unsafe.Pointer(&param)))
+		}
+	}
+}
+
+// killTree SIGKILLs the command's process group and every child of the
+// shim.
+func killTree(group int) {
+	_ = syscall.Kill(-group, syscall.SIGKILL)
+	for _, pid := range childrenOf(os.Getpid()) {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
 }
 

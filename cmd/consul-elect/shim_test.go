@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/excalibur/consul-elect/internal/devconsul"
+	"go.uber.org/zap/zaptest"
 )
 
 // shimsOf lists the supervising shims consul-elect process pid has started:
@@ -73,4 +74,81 @@ func TestAKilledStandbyLeavesNoShimBehind(t *testing.T) {
 	})
 	b.signal(syscall.SIGKILL)
 	waitFor(t, 5*time.Second, "the killed standby's shim to exit", func() bool { return processGone(shims[0]) })
+}
+
+// startTestCommand starts the test command (commandMain) through a
+// launcher of this process, as run would, and waits until it has started
+// its grandchild.
+func startTestCommand(t *testing.T, dir string) (*child, record) {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &launcher{argv: []string{self}, logger: zaptest.NewLogger(t)}
+	c, err := l.start([]string{roleEnv + "=command", dirEnv + "=" + dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c.kill()
+		waitFor(t, 5*time.Second, "the shim to be reaped", func() bool { return processGone(c.process.Pid) })
+	})
+	waitFor(t, 10*time.Second, "the command to start", func() bool { return len(events(t, dir, "start")) == 1 })
+	return c, events(t, dir, "start")[0]
+}
+
+// awaitStopped waits until the command's whole tree is gone and checks
+// that the command heard SIGTERM and exited of it.
+func awaitStopped(t *testing.T, c *child, dir string, started record) {
+	t.Helper()
+	select {
+	case <-c.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the command's tree is still there 10s after SIGTERM")
+	}
+	if terms := events(t, dir, "term"); len(terms) != 1 || terms[0].PID != started.PID {
+		t.Fatalf("the command should have heard SIGTERM once: %+v", terms)
+	}
+	if c.exitCode != 0 {
+		t.Fatalf("exit code %d, want the command's 0", c.exitCode)
+	}
+	if !processGone(started.Grandchild) {
+		t.Fatalf("the grandchild %d, which left the group, outlived the command", started.Grandchild)
+	}
+}
+
+func TestConsulElectSignalsTheCommandsGroupItself(t *testing.T) {
+	dir := t.TempDir()
+	c, started := startTestCommand(t, dir)
+	if c.pidfd == nil {
+		t.Skip("the shim passed no pidfd: the kernel has no CLONE_PIDFD")
+	}
+	// With the shim stopped, only consul-elect's own SIGTERM can reach the
+	// command.
+	shim := c.process.Pid
+	if err := syscall.Kill(shim, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	c.sigterm()
+	if noGroupPidfd.Load() {
+		_ = syscall.Kill(shim, syscall.SIGCONT)
+		t.Skip("the kernel cannot signal a process group through a pidfd (Linux 6.9)")
+	}
+	waitFor(t, 10*time.Second, "the command to hear SIGTERM while its shim is stopped", func() bool {
+		return len(events(t, dir, "term")) == 1
+	})
+	if err := syscall.Kill(shim, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	awaitStopped(t, c, dir, started)
+}
+
+func TestTheShimPassesSIGTERMOnWhereTheKernelCannot(t *testing.T) {
+	was := noGroupPidfd.Swap(true)
+	t.Cleanup(func() { noGroupPidfd.Store(was) })
+	dir := t.TempDir()
+	c, started := startTestCommand(t, dir)
+	c.sigterm()
+	awaitStopped(t, c, dir, started)
 }

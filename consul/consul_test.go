@@ -118,6 +118,57 @@ func TestLockDelayAndSessionErrorsAreClassified(t *testing.T) {
 	}
 }
 
+// A raft leader that applied the last holder's invalidation late keeps the
+// key in lock-delay by its own clock and refuses even the holder's `lock`;
+// its answer is made up here, the rest is the agent's.
+func TestProclaimWaitsOutALockDelayThatRefusesTheHolder(t *testing.T) {
+	rec := newRecorder()
+	client := recordedClient(t, agent.URL(), 8, rec)
+	holder := session(t, client, 0)
+	key := fresh("proclaim") + "/k"
+	acquired, err := client.Acquire(t.Context(), key, holder, []byte("v1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	refusal := `{"Results":null,"Errors":[{"OpIndex":1,"What":"failed to lock key \"` + key + `\" due to lock delay"}]}`
+	var proclaims atomic.Int64
+	rec.answerWith(func(r *http.Request, ops, _ int) *http.Response {
+		if ops == 2 && proclaims.Add(1) <= 2 {
+			return fake(r, http.StatusConflict, refusal)
+		}
+		return nil
+	})
+	entry, err := client.Proclaim(t.Context(), key, holder, []byte("v2"))
+	if err != nil {
+		t.Fatalf("proclaim after two lock-delay refusals: %v", err)
+	}
+	if proclaims.Load() != 3 {
+		t.Fatalf("%d proclaims sent; want the two refused and one more", proclaims.Load())
+	}
+	entries, _, err := client.ListPrefix(t.Context(), key, 0, 0)
+	if err != nil || len(entries) != 1 {
+		t.Fatalf("reading %s: %v, %d entries", key, err, len(entries))
+	}
+	if got := entries[0]; string(got.Value) != "v2" || got.Session != holder || got.LockIndex != acquired.LockIndex ||
+		got.ModifyIndex != entry.ModifyIndex {
+		t.Fatalf("after the proclaim %s is %q held by %s, lock index %d, modify index %d; want %q held by %s, lock index %d, modify index %d",
+			key, got.Value, got.Session, got.LockIndex, got.ModifyIndex, "v2", holder, acquired.LockIndex, entry.ModifyIndex)
+	}
+
+	// A lock-delay that outlasts the caller's context is its answer.
+	rec.answerWith(func(r *http.Request, ops, _ int) *http.Response {
+		if ops == 2 {
+			return fake(r, http.StatusConflict, refusal)
+		}
+		return nil
+	})
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	if _, err := client.Proclaim(ctx, key, holder, []byte("v3")); !errors.Is(err, consul.ErrLockDelay) {
+		t.Fatalf("proclaim refused until its context ends: %v; want ErrLockDelay", err)
+	}
+}
+
 func TestGuardedPutWritesOnlyForTheLeadershipThatHoldsTheLock(t *testing.T) {
 	client := newClient(t, nil)
 	ctx := context.Background()

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/excalibur/consul-elect/internal/backoff"
 	"github.com/excalibur/consul-elect/internal/blocking"
 	"github.com/hashicorp/consul/api"
 )
@@ -112,19 +113,54 @@ func written(p *api.KVPair, value []byte) Entry {
 // one transaction, `check-session`, then `lock` by the holder (which keeps
 // the session and the lock index). It returns the entry as written;
 // ErrLockLost when session no longer holds key.
+//
+// The holder's own `lock` can be refused for lock-delay. Consul checks the
+// delay on the raft leader, from a table each server keeps in memory with
+// its own clock: a server that was cut off applies the last holder's
+// invalidation when it catches up, later than the others, and if it leads
+// soon after, it refuses the key for that lock-delay again, to its holder
+// too. That passes within the old session's lock-delay, so Proclaim waits it
+// out until ctx ends, then answers ErrLockDelay.
 func (c *Client) Proclaim(ctx context.Context, key, session string, value []byte) (Entry, error) {
 	ops := api.TxnOps{
 		{KV: &api.KVTxnOp{Verb: api.KVCheckSession, Key: key, Session: session}},
 		{KV: &api.KVTxnOp{Verb: api.KVLock, Key: key, Session: session, Value: value, Flags: KeyFlags}},
 	}
-	results, err := c.txn(ctx, "proclaim "+key, ops)
-	if isNotHeld(err) {
-		return Entry{}, &Error{Op: "proclaim " + key, Kind: ErrLockLost, Err: fmt.Errorf("%s is no longer held by session %s", key, session)}
+	retry := backoff.New(lockDelayRetry, maxLockDelayRetry)
+	for {
+		results, err := c.txn(ctx, "proclaim "+key, ops)
+		switch {
+		case isNotHeld(err):
+			return Entry{}, &Error{Op: "proclaim " + key, Kind: ErrLockLost, Err: fmt.Errorf("%s is no longer held by session %s", key, session)}
+		case errors.Is(err, ErrLockDelay):
+			if !sleep(ctx, retry.Next()) {
+				return Entry{}, err
+			}
+		case err != nil:
+			return Entry{}, err
+		default:
+			return written(results[1].KV, value), nil
+		}
 	}
-	if err != nil {
-		return Entry{}, err
+}
+
+// The waits between proclaims refused for a lock-delay: its end is not
+// known, and it lasts at most the old session's lock-delay.
+const (
+	lockDelayRetry    = 100 * time.Millisecond
+	maxLockDelayRetry = time.Second
+)
+
+// sleep waits d, or less if ctx ends first; it reports whether ctx is live.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
 	}
-	return written(results[1].KV, value), nil
 }
 
 // Release unlocks key if session holds it, leaving value in place (the last

@@ -187,7 +187,9 @@ func TestFastFailoverCandidateLeadsAgainWithANewSession(t *testing.T) {
 // A fast-failover candidate cut off from its agent for longer than its
 // check's TTL loses the check and the session; once the agent answers again
 // it must pass the check again (registering an existing check keeps its
-// status) and lead again.
+// status) and lead again. Its key watcher's query, sent during the cut,
+// hangs meanwhile (as on a connection that leads nowhere), blind to the
+// release of the key: the new session must not wait for it.
 func TestFastFailoverCandidateCutOffPastItsCheckTTLLeadsAgain(t *testing.T) {
 	client := consulClient(t, shared)
 	opts := fastOptions(t, shared, "cutoff")
@@ -196,6 +198,15 @@ func TestFastFailoverCandidateCutOffPastItsCheckTTLLeadsAgain(t *testing.T) {
 	c.campaign(resource)
 	await[messages.LeadershipAcquired](c, 15*time.Second, nil)
 	cut.dead.Store(true)
+	// A change in the prefix answers the watcher's query, sent before the
+	// cut; the next one is sent into it.
+	other, err := client.CreateSession(ctxFor(t), consul.SessionSpec{Name: t.Name(), TTL: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.Acquire(ctxFor(t), opts.KeyPrefix+"/"+resource+"-nudge", other, nil); err != nil {
+		t.Fatal(err)
+	}
 	await[messages.LeadershipLost](c, 5*time.Second, nil)
 	time.Sleep(2 * opts.FastFailoverTTL) // the check is critical, the session gone
 	cut.dead.Store(false)

@@ -42,6 +42,9 @@ type keyWatcher struct {
 	asked      map[string]bool          // sessions whose info was requested
 	session    string                   // ours
 	node       string                   // our session's node
+	lost       bool                     // our session is gone, and no other is ready yet
+	listing    uint64                   // the listing in flight, counted (see list)
+	stopList   context.CancelFunc       // ends the listing in flight
 	retry      backoff.Backoff
 	pending    *protocol.KeysChanged // waiting for the check of our session
 	releasing  map[string]bool       // keys our locks release themselves
@@ -57,6 +60,7 @@ type keyWatcher struct {
 // Results of the watcher's own calls.
 type (
 	listed struct {
+		listing uint64
 		entries []consul.Entry
 		waited  uint64 // the index the query waited at
 		index   uint64
@@ -112,9 +116,18 @@ func (w *keyWatcher) Receive(c actor.Context) {
 		c.Request(c.Parent(), &protocol.ChildStarted{})
 	case *protocol.SessionReady:
 		w.session, w.node = m.ID, m.Node
+		if w.lost && w.stopList != nil {
+			// A session is lost mostly while the agent does not answer. The
+			// query in flight may have been sent into a connection that no
+			// longer leads anywhere, to hang until its timeout, minutes after
+			// the agent answers again, while the locks campaign with the new
+			// session by what the watcher last showed: ask again.
+			w.list()
+		}
+		w.lost = false
 	case *protocol.SessionGone:
 		if m.ID == w.session {
-			w.session = ""
+			w.session, w.lost = "", true
 		}
 	case *protocol.Holding:
 		w.expect(c, m)
@@ -123,7 +136,10 @@ func (w *keyWatcher) Receive(c actor.Context) {
 	case *relist:
 		w.list()
 	case *listed:
-		w.listed(c, m)
+		if m.listing == w.listing {
+			w.stopList = nil
+			w.listed(c, m)
+		}
 	case *ourSessionChecked:
 		if w.pending != nil {
 			w.pending.SessionGone = m.gone
@@ -209,14 +225,22 @@ func (w *keyWatcher) next(m *listed, changed []protocol.KeyEntry) {
 	w.list()
 }
 
+// list starts the next blocking query, in place of the one in flight if
+// there is one (whose answer is then dropped).
 func (w *keyWatcher) list() {
-	index, last, prefix := w.index, w.last, w.prefix+"/"+w.shard
-	w.calls.run(func(ctx context.Context) any {
-		ctx, cancel := context.WithTimeout(ctx, blockingTimeout(watchWait))
-		defer cancel()
+	if w.stopList != nil {
+		w.stopList()
+	}
+	w.listing++
+	index, last, prefix, listing := w.index, w.last, w.prefix+"/"+w.shard, w.listing
+	// Its context comes from calls, so that Stop ends it too.
+	ctx, stop := context.WithTimeout(w.calls.ctx, blockingTimeout(watchWait))
+	w.stopList = stop
+	w.calls.run(func(context.Context) any {
+		defer stop()
 		start := time.Now()
 		entries, next, err := w.read(ctx, prefix, index, last)
-		return &listed{entries: entries, waited: index, index: next, took: time.Since(start), err: err}
+		return &listed{listing: listing, entries: entries, waited: index, index: next, took: time.Since(start), err: err}
 	})
 }
 

@@ -87,3 +87,37 @@ func (w *calls) stop() {
 	w.mu.Unlock()
 	w.wg.Wait()
 }
+
+// query is the one blocking query an actor keeps in flight, which it can
+// replace: one sent while the agent did not answer may hang until its
+// timeout, long after the agent answers again.
+type query struct {
+	n    uint64 // the query in flight, counted
+	stop context.CancelFunc
+}
+
+// start begins the next query, under calls' context and for at most
+// timeout, and ends the one in flight; the answer must carry n, for
+// answered.
+func (q *query) start(calls *calls, timeout time.Duration) (ctx context.Context, n uint64) {
+	if q.stop != nil {
+		q.stop()
+	}
+	q.n++
+	ctx, q.stop = context.WithTimeout(calls.ctx, timeout)
+	return ctx, q.n
+}
+
+// answered reports whether n is the query in flight, which is then over;
+// the answer to one that was replaced is to be dropped.
+func (q *query) answered(n uint64) bool {
+	if n != q.n {
+		return false
+	}
+	q.stop()
+	q.stop = nil
+	return true
+}
+
+// inFlight reports whether a query is out.
+func (q *query) inFlight() bool { return q.stop != nil }

@@ -3,6 +3,7 @@ package actors_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -216,6 +217,36 @@ func TestFastFailoverCandidateCutOffPastItsCheckTTLLeadsAgain(t *testing.T) {
 	// ~6 s after the heal, but it may take past 15 s.
 	await[messages.LeadershipAcquired](c, 30*time.Second, nil)
 	t.Logf("leads again %s after the cut healed", time.Since(healed).Round(time.Millisecond))
+}
+
+// The candidate registry's watcher likewise: a candidate that left while
+// this one was cut off from its agent no longer counts once it has a new
+// session.
+func TestCandidateCutOffSeesWhoLeftMeanwhile(t *testing.T) {
+	client := consulClient(t, shared)
+	opts := fastOptions(t, shared, "cutoff")
+	c, cut := startOnDeadBackend(t, opts, client)
+	c.campaign(resource)
+	await[messages.LeadershipAcquired](c, 15*time.Second, nil)
+	peerOpts := opts
+	peerOpts.CandidateID = "peer"
+	peer := startCandidate(t, peerOpts)
+	peer.campaign(resource)
+	listed := func(resource string) bool {
+		return slices.ContainsFunc(c.state(resource).Candidates, func(m messages.Candidate) bool { return m.ID == "peer" })
+	}
+	until(t, 10*time.Second, "the peer listed", []*candidate{c}, func() bool { return listed(resource) })
+	cut.dead.Store(true)
+	// The peer's next campaign answers the registry query sent before the
+	// cut; the next one is sent into it, and the peer's departure goes
+	// unseen.
+	peer.campaign("other")
+	until(t, 10*time.Second, "the peer's second campaign listed", []*candidate{c}, func() bool { return listed("other") })
+	peer.stop()
+	await[messages.LeadershipLost](c, 10*time.Second, nil)
+	cut.dead.Store(false)
+	await[messages.LeadershipAcquired](c, 30*time.Second, nil)
+	until(t, 10*time.Second, "the peer gone from the candidates", []*candidate{c}, func() bool { return !listed(resource) })
 }
 
 func TestFastFailoverCheckIsDeregisteredOnStop(t *testing.T) {

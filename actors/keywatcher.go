@@ -43,8 +43,7 @@ type keyWatcher struct {
 	session    string                   // ours
 	node       string                   // our session's node
 	lost       bool                     // our session is gone, and no other is ready yet
-	listing    uint64                   // the listing in flight, counted (see list)
-	stopList   context.CancelFunc       // ends the listing in flight
+	listing    query
 	retry      backoff.Backoff
 	pending    *protocol.KeysChanged // waiting for the check of our session
 	releasing  map[string]bool       // keys our locks release themselves
@@ -116,7 +115,7 @@ func (w *keyWatcher) Receive(c actor.Context) {
 		c.Request(c.Parent(), &protocol.ChildStarted{})
 	case *protocol.SessionReady:
 		w.session, w.node = m.ID, m.Node
-		if w.lost && w.stopList != nil {
+		if w.lost && w.listing.inFlight() {
 			// A session is lost mostly while the agent does not answer. The
 			// query in flight may have been sent into a connection that no
 			// longer leads anywhere, to hang until its timeout, minutes after
@@ -136,8 +135,7 @@ func (w *keyWatcher) Receive(c actor.Context) {
 	case *relist:
 		w.list()
 	case *listed:
-		if m.listing == w.listing {
-			w.stopList = nil
+		if w.listing.answered(m.listing) {
 			w.listed(c, m)
 		}
 	case *ourSessionChecked:
@@ -228,16 +226,9 @@ func (w *keyWatcher) next(m *listed, changed []protocol.KeyEntry) {
 // list starts the next blocking query, in place of the one in flight if
 // there is one (whose answer is then dropped).
 func (w *keyWatcher) list() {
-	if w.stopList != nil {
-		w.stopList()
-	}
-	w.listing++
-	index, last, prefix, listing := w.index, w.last, w.prefix+"/"+w.shard, w.listing
-	// Its context comes from calls, so that Stop ends it too.
-	ctx, stop := context.WithTimeout(w.calls.ctx, blockingTimeout(watchWait))
-	w.stopList = stop
+	index, last, prefix := w.index, w.last, w.prefix+"/"+w.shard
+	ctx, listing := w.listing.start(w.calls, blockingTimeout(watchWait))
 	w.calls.run(func(context.Context) any {
-		defer stop()
 		start := time.Now()
 		entries, next, err := w.read(ctx, prefix, index, last)
 		return &listed{listing: listing, entries: entries, waited: index, index: next, took: time.Since(start), err: err}

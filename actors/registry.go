@@ -31,6 +31,8 @@ type registryActor struct {
 	record  registry.Record
 	key     string
 	session string
+	lost    bool // our session is gone, and no other is ready yet
+	listing query
 	// dirty says the record has changed since it was last written for the
 	// session; writing says a write is in flight.
 	dirty, writing bool
@@ -65,6 +67,7 @@ type (
 	unregistered   struct{}
 	unregisterDone struct{ replyTo *actor.PID }
 	registryListed struct {
+		listing uint64
 		entries []consul.Entry
 		index   uint64
 		err     error
@@ -116,9 +119,13 @@ func (r *registryActor) Receive(c actor.Context) {
 		r.calls.cancelTimer(r.flush)
 		r.flush = nil
 		r.write()
+		if r.lost && r.listing.inFlight() {
+			r.list() // see keyWatcher's
+		}
+		r.lost = false
 	case *protocol.SessionGone:
 		if m.ID == r.session {
-			r.session = ""
+			r.session, r.lost = "", true
 		}
 	case *protocol.Campaigning:
 		if !slices.Equal(r.record.Resources, m.Resources) {
@@ -154,7 +161,9 @@ func (r *registryActor) Receive(c actor.Context) {
 	case *registryRelist:
 		r.list()
 	case *registryListed:
-		r.listed(c, m)
+		if r.listing.answered(m.listing) {
+			r.listed(c, m)
+		}
 	case *registryPrune:
 		r.pruneAt = nil
 		r.prune()
@@ -215,13 +224,14 @@ func (r *registryActor) write() {
 	})
 }
 
+// list starts the next blocking query, in place of the one in flight if
+// there is one.
 func (r *registryActor) list() {
 	index := r.index
-	r.calls.run(func(ctx context.Context) any {
-		ctx, cancel := context.WithTimeout(ctx, blockingTimeout(watchWait))
-		defer cancel()
+	ctx, listing := r.listing.start(r.calls, blockingTimeout(watchWait))
+	r.calls.run(func(context.Context) any {
 		entries, next, err := r.backend.ListPrefix(ctx, registry.Prefix(r.prefix), index, watchWait)
-		return &registryListed{entries: entries, index: next, err: err}
+		return &registryListed{listing: listing, entries: entries, index: next, err: err}
 	})
 }
 

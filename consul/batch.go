@@ -472,12 +472,7 @@ func (b *batcher) backOff(batch []*txnRequest, failures int, last error) []*txnR
 	d := backoff.Delay(retryFirst, retryMax, failures-1)
 	d = d/2 + rand.N(d/2+1) // wide jitter: processes that met the same 429 do not retry in step
 	ctx, cancel := batchContext(batch)
-	t := time.NewTimer(d)
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-		t.Stop()
-	}
+	sleep(ctx, d)
 	cancel()
 	rest := batch[:0:0]
 	for _, req := range batch {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
 )
 
 // shimKillTimeout is how long the shim may take to kill the command's tree
@@ -218,15 +219,6 @@ func (p *prepared) close() {
 	p.status.Close()
 }
 
-// pidfdSignalProcessGroup is PIDFD_SIGNAL_PROCESS_GROUP of
-// pidfd_send_signal(2): the signal goes to the process group the pidfd's
-// process leads (Linux 6.9 and later).
-const pidfdSignalProcessGroup = 1 << 2
-
-// sysPidfdSendSignal is pidfd_send_signal's number, the same on every
-// architecture Go runs on.
-const sysPidfdSendSignal = 424
-
 // noGroupPidfd is set once the kernel refused pidfd_send_signal to a process
 // group: the shim passes the signal on instead.
 var noGroupPidfd atomic.Bool
@@ -243,9 +235,9 @@ func (c *child) terminate() {
 			// meanwhile, its number could name another file.
 			var sent error
 			err = raw.Control(func(fd uintptr) {
-				if _, _, errno := syscall.Syscall6(sysPidfdSendSignal, fd, uintptr(syscall.SIGTERM), 0, pidfdSignalProcessGroup, 0, 0); errno != 0 {
-					sent = errno
-				}
+				// PIDFD_SIGNAL_PROCESS_GROUP (Linux 6.9 and later): to the
+				// process group the pidfd's process leads.
+				sent = unix.PidfdSendSignal(int(fd), unix.SIGTERM, nil, unix.PIDFD_SIGNAL_PROCESS_GROUP)
 			})
 			err = cmp.Or(err, sent)
 		}

@@ -12,7 +12,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // The shim stands between consul-elect and a leader's command, so that no
@@ -42,9 +43,6 @@ import (
 // consul-elect, or by the kernel when consul-elect dies.
 const shimKillSignal = syscall.SIGUSR1
 
-// prSetChildSubreaper is PR_SET_CHILD_SUBREAPER of prctl(2).
-const prSetChildSubreaper = 36
-
 // The shim's ends of its pipe and its socket to consul-elect.
 const (
 	shimControlFD = 3 // consul-elect → shim: the term's environment, NAME=VALUE NUL…, then NUL
@@ -62,8 +60,8 @@ func shimMain(args []string) int {
 	}
 	signals := make(chan os.Signal, 8)
 	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT, shimKillSignal)
-	if _, _, errno := syscall.RawSyscall(syscall.SYS_PRCTL, prSetChildSubreaper, 1, 0); errno != 0 {
-		fmt.Fprintf(os.Stderr, "consul-elect: cannot become a child subreaper: %v\n", errno)
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		fmt.Fprintf(os.Stderr, "consul-elect: cannot become a child subreaper: %v\n", err)
 		return exitRuntime
 	}
 	// consul-elect may have died before our Pdeathsig was armed, or before
@@ -253,9 +251,6 @@ func sweep(group int) {
 	}
 }
 
-// schedIdle is SCHED_IDLE of sched_setscheduler(2).
-const schedIdle = 5
-
 // idle lowers every thread of the shim to SCHED_IDLE. Once it has said that
 // the tree is gone, what is left to do, mostly the kernel's teardown of the
 // shim's memory, is on nobody's path, while the next leader's command may be
@@ -265,10 +260,9 @@ func idle() {
 	if err != nil {
 		return
 	}
-	var param struct{ priority int32 } // struct sched_param
 	for _, t := range tasks {
 		if tid, err := strconv.Atoi(t.Name()); err == nil {
-			_, _, _ = syscall.RawSyscall(syscall.SYS_SCHED_SETSCHEDULER, uintptr(tid), schedIdle, uintptr(unsafe.Pointer(&param)))
+			_ = unix.SchedSetAttr(tid, &unix.SchedAttr{Policy: unix.SCHED_IDLE}, 0)
 		}
 	}
 }
@@ -314,13 +308,11 @@ func taskChildren(pid int) ([]int, bool) {
 // ECHILD only when there is none. Orphans are re-parented to the shim before
 // their parent can be reaped, so no child means no tree.
 func hasChildren() bool {
-	const pAll = 0
-	var info [128]byte // siginfo_t
+	var info unix.Siginfo
 	for {
-		_, _, errno := syscall.Syscall6(syscall.SYS_WAITID, pAll, 0, uintptr(unsafe.Pointer(&info[0])),
-			syscall.WEXITED|syscall.WNOHANG|syscall.WNOWAIT, 0, 0)
-		if errno != syscall.EINTR {
-			return errno != syscall.ECHILD
+		err := unix.Waitid(unix.P_ALL, 0, &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil)
+		if err != unix.EINTR {
+			return err != unix.ECHILD
 		}
 	}
 }

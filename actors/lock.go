@@ -67,6 +67,11 @@ type lockActor struct {
 	// sawIndex is the key's ModifyIndex as the watcher last showed it when
 	// the acquire in flight was sent.
 	sawIndex uint64
+	// abandon gives up the acquire in flight, which the watcher has since
+	// shown held by another session (abandoned): one still waiting in the
+	// client's batch is then not sent.
+	abandon   context.CancelFunc
+	abandoned bool
 
 	// The current term, while leading or draining.
 	token    uint64 // fencing token
@@ -314,6 +319,12 @@ func (l *lockActor) observe(c actor.Context, e protocol.KeyEntry) {
 		l.holdBackAt = nil
 	}
 	switch {
+	case l.state == acquiring && e.Session != "" && e.Session != l.session.ID && l.abandon != nil:
+		// Candidates that start together queue thousands of acquires each;
+		// those the others have taken meanwhile would only fail the
+		// transactions they are batched in.
+		l.abandon()
+		l.abandoned = true
 	case l.state == leading && e.Exists && e.Session == l.session.ID && e.Handover != nil && e.Handover.To != l.opts.CandidateID:
 		l.handOver(c, e.Handover.To) // a switchover, asked by an operator or another candidate
 	case l.state == leading && !e.Exists:
@@ -493,12 +504,14 @@ func (l *lockActor) acquire() {
 	l.state = acquiring
 	l.gen++
 	l.sawIndex = l.entry.ModifyIndex
+	l.abandoned = false
 	gen, session := l.gen, l.session
 	l.value = consul.EncodeValue(consul.Value{CandidateID: l.opts.CandidateID, Node: session.Node,
 		AcquiredAt: time.Now().UTC(), Metadata: l.metadata})
 	value := l.value
 	if async, ok := l.backend.(AsyncAcquirer); ok {
 		ctx, cancel := context.WithTimeout(l.requests, requestTimeout)
+		l.abandon = cancel
 		async.AcquireAsync(ctx, l.key, session.ID, value, func(entry consul.Entry, err error) {
 			cancel()
 			l.calls.deliver(&acquireDone{gen: gen, entry: entry, err: err})
@@ -514,14 +527,15 @@ func (l *lockActor) acquire() {
 }
 
 func (l *lockActor) acquireDone(c actor.Context, m *acquireDone) {
-	l.state = follower
-	if m.err != nil {
+	l.state, l.abandon = follower, nil
+	abandoned := l.abandoned && errors.Is(m.err, context.Canceled)
+	if m.err != nil && !abandoned {
 		l.consulError("acquire", m.err)
 	}
 	switch {
 	case m.err == nil:
 		l.lead(c, m.entry)
-	case errors.Is(m.err, consul.ErrLockHeld):
+	case errors.Is(m.err, consul.ErrLockHeld), abandoned:
 		// Someone was faster; the key watcher shows who. If it has shown a
 		// change while this acquire was on its way (the key freed again, or
 		// handed to us), nothing else will wake the lock: look again. A

@@ -30,6 +30,7 @@ type electionRoot struct {
 	shards   []string
 	answered map[string]bool // watchers (by id) that have answered once
 	locks    map[string]*actor.PID
+	order    []string // the resources of locks in campaign order; nil: to be worked out again
 
 	appHealth    messages.SetHealth              // the application's, as it last said
 	candidatesOf map[string][]messages.Candidate // live ones, by resource
@@ -88,16 +89,16 @@ func (r *electionRoot) Receive(c actor.Context) {
 	case *messages.SetHealth:
 		r.appHealth = *m
 		c.Send(r.registry, m)
-		for _, pid := range r.locks {
-			c.Send(pid, m)
+		for _, resource := range r.campaignOrder() {
+			c.Send(r.locks[resource], m)
 		}
 	case *campaignsChanged:
 		r.campaignsChanged = false
 		c.Send(r.registry, &protocol.Campaigning{Resources: slices.Sorted(maps.Keys(r.locks))})
 	case *protocol.CandidatesChanged:
 		r.candidatesOf = indexCandidates(m.Candidates)
-		for resource, pid := range r.locks {
-			c.Send(pid, &protocol.CandidatesChanged{Candidates: r.candidatesOf[resource]})
+		for _, resource := range r.campaignOrder() {
+			c.Send(r.locks[resource], &protocol.CandidatesChanged{Candidates: r.candidatesOf[resource]})
 		}
 	case *protocol.Leading:
 		if m.Leading {
@@ -221,20 +222,35 @@ func (r *electionRoot) start(c actor.Context) {
 	if r.eng.opts.HealthCheckID != "" || r.eng.opts.FastFailover {
 		r.health = r.spawnChild(c, "health", func() actor.Actor { return &healthWatcher{engine: r.eng} })
 	}
-	// Each candidate starts from its own offset: candidates that campaign for
-	// the same resources at once do not race for the same keys in the same
-	// order, which would make whole transactions of acquires fail.
-	resources := r.eng.opts.Resources
-	if n := len(resources); n > 0 {
-		offset := int(crc32.ChecksumIEEE([]byte(r.eng.opts.CandidateID)) % uint32(n))
-		resources = append(slices.Clone(resources[offset:]), resources[:offset]...)
-	}
-	for _, resource := range resources {
+	for _, resource := range inCampaignOrder(r.eng.opts.Resources, r.eng.opts.CandidateID) {
 		r.campaign(c, &messages.Campaign{Resource: resource})
 	}
 	if r.eng.opts.Balance {
 		r.calls.after(balanceEvery, &balanceTick{})
 	}
+}
+
+// inCampaignOrder is resources in the order this candidate campaigns for
+// them: sorted, from an offset of its own. Candidates that campaign for the
+// same resources at once then start from different keys instead of racing
+// for the same ones, which would make whole transactions of acquires fail.
+func inCampaignOrder(resources []string, candidate string) []string {
+	sorted := slices.Sorted(slices.Values(resources))
+	if len(sorted) == 0 {
+		return sorted
+	}
+	offset := int(crc32.ChecksumIEEE([]byte(candidate)) % uint32(len(sorted)))
+	return slices.Concat(sorted[offset:], sorted[:offset])
+}
+
+// campaignOrder is the resources of the locks in inCampaignOrder. Whatever
+// the root tells every lock goes in it: a lock's mailbox runs in the order
+// it was woken, so that the acquires reach the client's batches in it.
+func (r *electionRoot) campaignOrder() []string {
+	if r.order == nil {
+		r.order = inCampaignOrder(slices.Collect(maps.Keys(r.locks)), r.eng.opts.CandidateID)
+	}
+	return r.order
 }
 
 func (r *electionRoot) spawnChild(c actor.Context, name string, producer actor.Producer) *actor.PID {
@@ -275,6 +291,7 @@ func (r *electionRoot) campaign(c actor.Context, m *messages.Campaign) {
 	props := actor.PropsFromProducer(producer, actor.WithSupervisor(r.lockStrategy),
 		actor.WithDispatcher(r.pool), actor.WithMailbox(actor.UnboundedLockfree()))
 	r.locks[resource] = c.SpawnPrefix(props, "lock-"+resource+"-")
+	r.order = nil
 	r.campaigning(c)
 }
 
@@ -323,8 +340,8 @@ func (r *electionRoot) entryOf(resource string) protocol.KeyEntry {
 // session before the locks acquire with it).
 func (r *electionRoot) toSessionUsers(c actor.Context, m any) {
 	toLocks := func() {
-		for _, pid := range r.locks {
-			c.Send(pid, m)
+		for _, resource := range r.campaignOrder() {
+			c.Send(r.locks[resource], m)
 		}
 	}
 	if _, gone := m.(*protocol.SessionGone); gone {
@@ -378,8 +395,8 @@ func (r *electionRoot) keysChanged(c actor.Context, m *protocol.KeysChanged) {
 			return // the locks learn of their keys once every shard is known
 		}
 		r.synced = true
-		for resource, pid := range r.locks {
-			c.Send(pid, &protocol.KeyState{Resource: resource, Entry: r.entryOf(resource)})
+		for _, resource := range r.campaignOrder() {
+			c.Send(r.locks[resource], &protocol.KeyState{Resource: resource, Entry: r.entryOf(resource)})
 		}
 		// From now on each watcher sends the changes to the locks itself.
 		for i, locks := range r.locksOf() {
@@ -540,6 +557,7 @@ func (r *electionRoot) released(c actor.Context, m *protocol.Released) {
 	if !r.stopping {
 		if pid, ok := r.locks[m.Resource]; ok {
 			delete(r.locks, m.Resource)
+			r.order = nil
 			c.Send(r.watcherOf(r.eng.prefix+"/"+m.Resource), &lockRoutes{locks: map[string]*actor.PID{m.Resource: nil}})
 			c.Stop(pid)
 			r.campaigning(c)

@@ -173,6 +173,8 @@ func TestReleaseOnlyLeavesTheKeyToTheRace(t *testing.T) {
 
 // lateAcquire is a backend whose first acquire of key waits to be sent until
 // send is closed, then for its answer to be delivered until answer is closed.
+// It is sent as in a batch with other acquires, which goes on when the lock
+// gives this one up.
 type lateAcquire struct {
 	*consul.Client
 	key          string
@@ -194,7 +196,7 @@ func (l *lateAcquire) AcquireAsync(ctx context.Context, key, session string, val
 	close(l.asked)
 	go func() {
 		<-l.send
-		entry, err := l.Client.Acquire(ctx, key, session, value)
+		entry, err := l.Client.Acquire(context.WithoutCancel(ctx), key, session, value)
 		l.answered <- err
 		<-l.answer
 		done(entry, err)

@@ -3,9 +3,9 @@ package actors
 import (
 	"context"
 	"fmt"
-	"hash/crc32"
 	"maps"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -231,16 +231,48 @@ func (r *electionRoot) start(c actor.Context) {
 }
 
 // inCampaignOrder is resources in the order this candidate campaigns for
-// them: sorted, from an offset of its own. Candidates that campaign for the
-// same resources at once then start from different keys instead of racing
-// for the same ones, which would make whole transactions of acquires fail.
+// them. Candidates that campaign for the same resources at once then start
+// from different keys instead of racing for the same ones, which would make
+// whole transactions of acquires fail.
+//
+// The resources are sorted and cut into blocks of campaignBlock. Each block
+// is walked from an offset of this candidate's own, campaignRun keys (about
+// one transaction) from each block in turn. A candidate's first keys in a
+// block are its own until it reaches the next candidate's offset there, so
+// its share of the block is the gap between the two; with offsets drawn
+// afresh in each block, its share of all of them is close to fair, where one
+// offset for all would leave it one random gap.
+const (
+	campaignBlock = 1024
+	campaignRun   = 128
+)
+
 func inCampaignOrder(resources []string, candidate string) []string {
 	sorted := slices.Sorted(slices.Values(resources))
-	if len(sorted) == 0 {
-		return sorted
+	var blocks [][]string
+	for block := range slices.Chunk(sorted, campaignBlock) {
+		offset := int(mix(rendezvous("block "+strconv.Itoa(len(blocks)), candidate)) % uint64(len(block)))
+		blocks = append(blocks, slices.Concat(block[offset:], block[:offset]))
 	}
-	offset := int(crc32.ChecksumIEEE([]byte(candidate)) % uint32(len(sorted)))
-	return slices.Concat(sorted[offset:], sorted[:offset])
+	order := make([]string, 0, len(sorted))
+	for from := 0; len(order) < len(sorted); from += campaignRun {
+		for _, block := range blocks {
+			if from < len(block) {
+				order = append(order, block[from:min(from+campaignRun, len(block))]...)
+			}
+		}
+	}
+	return order
+}
+
+// mix spreads h's bits over all of it (MurmurHash3's finaliser): the offsets
+// of candidates named alike are then unrelated in every block.
+func mix(h uint64) uint64 {
+	h ^= h >> 33
+	h *= 0xff51afd7ed558ccd
+	h ^= h >> 33
+	h *= 0xc4ceb9fe1a85ec53
+	return h ^ h>>33
 }
 
 // campaignOrder is the resources of the locks in inCampaignOrder. Whatever

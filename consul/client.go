@@ -156,6 +156,10 @@ func NewClient(cfg Config) (*Client, error) {
 	if strings.HasPrefix(conf.Address, "https://") {
 		conf.Scheme = "https"
 	}
+	// The agent gzips every answer the client accepts gzipped. Over loopback
+	// that costs it far more CPU than it saves: a watch reads a whole shard
+	// after every change.
+	transport.DisableCompression = onThisHost(conf.Address)
 	if n := cfg.MaxConnections; n > 0 {
 		// The budget bounds the requests; these bound the connections
 		// under them, idle ones included (the agent counts those too), and
@@ -179,6 +183,20 @@ func NewClient(cfg Config) (*Client, error) {
 		return nil, fmt.Errorf("consul client: %w", err)
 	}
 	return &Client{api: client, transport: transport, batch: newBatcher(client)}, nil
+}
+
+// onThisHost reports whether address (host:port, a URL, or a unix socket
+// already set to "localhost") names this host by a loopback address.
+func onThisHost(address string) bool {
+	if u, err := url.Parse(address); err == nil && u.Host != "" {
+		address = u.Host
+	}
+	host, _, err := net.SplitHostPort(address)
+	if err != nil {
+		host = address
+	}
+	ip := net.ParseIP(host)
+	return host == "localhost" || ip != nil && ip.IsLoopback()
 }
 
 // Close closes idle connections to the agent.

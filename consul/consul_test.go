@@ -305,3 +305,61 @@ func BenchmarkListPrefix(b *testing.B) {
 		}
 	})
 }
+
+// gzipSeen counts the listings whose answers came gzipped.
+type gzipSeen struct {
+	next              http.RoundTripper
+	listings, gzipped atomic.Int64
+}
+
+func (g *gzipSeen) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := g.next.RoundTrip(r)
+	if err == nil && r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/v1/kv/") {
+		g.listings.Add(1)
+		if resp.Uncompressed || resp.Header.Get("Content-Encoding") == "gzip" {
+			g.gzipped.Add(1)
+		}
+	}
+	return resp, err
+}
+
+// TestALocalAgentIsReadUncompressed: the agent gzips a listing for a client
+// that accepts it; the client does not ask for that from an agent on this
+// host.
+func TestALocalAgentIsReadUncompressed(t *testing.T) {
+	seen := &gzipSeen{}
+	client, err := consul.NewClient(consul.Config{Address: agent.URL(),
+		WrapTransport: func(rt http.RoundTripper) http.RoundTripper { seen.next = rt; return seen }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(client.Close)
+	ctx, prefix := context.Background(), "gzip/"+t.Name()
+	id := session(t, client, 0)
+	for i := range 50 {
+		if _, err := client.Acquire(ctx, fmt.Sprintf("%s/k%02d", prefix, i), id, []byte(strings.Repeat("v", 100))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	entries, _, err := client.ListPrefix(ctx, prefix, 0, 0)
+	if err != nil || len(entries) != 50 {
+		t.Fatalf("listed %d entries, %v; want 50", len(entries), err)
+	}
+	if seen.listings.Load() == 0 || seen.gzipped.Load() != 0 {
+		t.Errorf("%d of %d listings came gzipped; want none", seen.gzipped.Load(), seen.listings.Load())
+	}
+
+	req, err := http.NewRequest(http.MethodGet, agent.URL()+"/v1/kv/"+prefix+"?recurse", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Accept-Encoding", "gzip")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got := resp.Header.Get("Content-Encoding"); got != "gzip" {
+		t.Errorf("the same listing asked for gzipped came with Content-Encoding %q; want gzip (else this test shows nothing)", got)
+	}
+}

@@ -189,9 +189,11 @@ func (w *keyWatcher) Receive(c actor.Context) {
 // as soon as it is made.
 //
 // The pause is at most settleMax, or settleFreed after a listing that showed
-// keys freed or handed to us: a candidate stopping releases or hands over
-// thousands of keys in a row, which the others wait for, while a burst of
-// acquisitions (a cold start) only tells the others what they need not try.
+// keys freed or handed over, to us or to another: a candidate stopping
+// releases or hands over thousands of keys in a row, which the others wait
+// for (a listing that shows the first keys handed to others may come before
+// the transactions that hand keys to us), while a burst of acquisitions (a
+// cold start) only tells the others what they need not try.
 const (
 	settleAbove = 1000
 	settleBurst = 16
@@ -204,23 +206,31 @@ const (
 // next starts the next blocking query, after a pause in a burst of a large
 // watch; changed are the entries the listing changed.
 func (w *keyWatcher) next(m *listed, changed []protocol.KeyEntry) {
+	if pause := w.settle(m, changed); pause > 0 {
+		w.calls.after(pause, &relist{})
+		return
+	}
+	w.list()
+}
+
+// settle is the pause before the next blocking query; 0 reads again at once.
+func (w *keyWatcher) settle(m *listed, changed []protocol.KeyEntry) time.Duration {
 	if m.took < settleQuick {
 		w.quick++
 	} else {
 		w.quick = 0
 	}
 	burst := len(changed) > settleBurst || w.quick >= settleRun
-	if burst && len(m.entries)*w.shards > settleAbove {
-		limit := settleMax
-		if slices.ContainsFunc(changed, func(e protocol.KeyEntry) bool {
-			return e.Exists && (e.Session == "" || e.From != "" && e.Session == w.session)
-		}) {
-			limit = settleFreed
-		}
-		w.calls.after(min(m.took*time.Duration(w.shards), limit), &relist{})
-		return
+	if !burst || len(m.entries)*w.shards <= settleAbove {
+		return 0
 	}
-	w.list()
+	limit := settleMax
+	if slices.ContainsFunc(changed, func(e protocol.KeyEntry) bool {
+		return e.Exists && (e.Session == "" || e.From != "")
+	}) {
+		limit = settleFreed
+	}
+	return min(m.took*time.Duration(w.shards), limit)
 }
 
 // list starts the next blocking query, in place of the one in flight if

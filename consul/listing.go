@@ -1,23 +1,28 @@
 package consul
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
+	"unicode/utf8"
 )
 
-// A listing of a prefix is decoded as it arrives. The api package reads an
-// answer whole before it decodes it (a shard of 1,000 lock keys answers
-// about 420 KB), then decodes every value, although a watcher needs only the
-// entries that changed since its last reading. ListPrefix still asks through
-// the api package, so that its address, token, datacenter and headers
-// apply, and the transport (streamed) decodes the body as it reads it:
+// A listing of a prefix is decoded by the transport, not by the api package,
+// which decodes every entry and value by reflection (a shard of 1,000 lock
+// keys answers about 420 KB), although a watcher needs only the entries that
+// changed since its last reading. ListPrefix still asks through the api
+// package, so that its address, token, datacenter and headers apply. The
+// transport (streamed) reads the body into a buffer it reuses and scans it:
 // entries whose key and ModifyIndex are those of the last reading are taken
-// from it, values and all. The api package is left an empty list to decode.
+// from it, values and all, and only the others are copied out. The api
+// package is left an empty list to decode.
 
 // listingKey marks the context of a request whose answer the transport
 // decodes into a *listing.
@@ -30,7 +35,7 @@ type listing struct {
 	entries []Entry
 }
 
-// streamed decodes the answers to listings as they arrive (see listing).
+// streamed decodes the answers to listings (see listing).
 type streamed struct{ next http.RoundTripper }
 
 func (s *streamed) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -45,14 +50,22 @@ func (s *streamed) RoundTrip(req *http.Request) (*http.Response, error) {
 		// index may now name another write.
 		l.last = nil
 	}
-	if err := l.decode(resp.Body); err != nil {
+	buf := bodies.Get().(*bytes.Buffer)
+	defer bodies.Put(buf)
+	buf.Reset()
+	if _, err := buf.ReadFrom(resp.Body); err != nil {
 		return nil, fmt.Errorf("reading the listing: %w", err)
+	}
+	if !l.scan(buf.Bytes()) {
+		if err := l.decode(bytes.NewReader(buf.Bytes())); err != nil {
+			return nil, fmt.Errorf("reading the listing: %w", err)
+		}
 	}
 	resp.Body, resp.ContentLength = io.NopCloser(strings.NewReader("[]")), 2
 	return resp, nil
 }
 
-// decode reads a JSON array of KV entries, one at a time.
+// decode reads a JSON array of KV entries with encoding/json.
 func (l *listing) decode(body io.Reader) error {
 	dec := json.NewDecoder(body)
 	if t, err := dec.Token(); err != nil || t == nil { // null: no entries
@@ -73,11 +86,8 @@ func (l *listing) decode(body io.Reader) error {
 		if err := dec.Decode(&p); err != nil {
 			return err
 		}
-		for len(last) > 0 && last[0].Key < p.Key {
-			last = last[1:]
-		}
-		if len(last) > 0 && last[0].Key == p.Key && last[0].ModifyIndex == p.ModifyIndex {
-			l.entries = append(l.entries, last[0]) // every change of an entry moves its ModifyIndex
+		var reused bool
+		if last, reused = l.reuse(last, []byte(p.Key), p.ModifyIndex); reused {
 			continue
 		}
 		var value []byte
@@ -91,6 +101,214 @@ func (l *listing) decode(body io.Reader) error {
 	}
 	_, err := dec.Token() // ]
 	return err
+}
+
+// bodies are the buffers listings are read into.
+var bodies = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// reuse appends to l.entries the entry of the last reading with key and
+// modifyIndex, if there is one; last is what is left of the last reading,
+// sorted by key.
+func (l *listing) reuse(last []Entry, key []byte, modifyIndex uint64) ([]Entry, bool) {
+	for len(last) > 0 && last[0].Key < string(key) {
+		last = last[1:]
+	}
+	if len(last) > 0 && last[0].Key == string(key) && last[0].ModifyIndex == modifyIndex {
+		l.entries = append(l.entries, last[0]) // every change of an entry moves its ModifyIndex
+		return last, true
+	}
+	return last, false
+}
+
+// scan decodes b as Consul writes a listing, without reflection, and
+// reports whether it could: anything else (a string with an escape, a field
+// named in another case, a number that is not a plain unsigned integer) is
+// left to decode, which reads JSON as the api package does.
+func (l *listing) scan(b []byte) bool {
+	s := scanner{b: b}
+	if s.literal("null") {
+		l.entries = nil
+		return s.end()
+	}
+	if !s.byte('[') {
+		return false
+	}
+	last := l.last
+	l.entries = make([]Entry, 0, len(last))
+	for first := true; !s.byte(']'); first = false {
+		if !first && !s.byte(',') || !s.byte('{') {
+			return false
+		}
+		var e Entry
+		var key, session, value []byte
+		valueNull := true
+		for field := true; !s.byte('}'); field = false {
+			if !field && !s.byte(',') {
+				return false
+			}
+			name, ok := s.str()
+			if !ok || !s.byte(':') {
+				return false
+			}
+			var text *[]byte
+			var number *uint64
+			switch string(name) {
+			case "Key":
+				text = &key
+			case "Session":
+				text = &session
+			case "Flags":
+				number = &e.Flags
+			case "LockIndex":
+				number = &e.LockIndex
+			case "ModifyIndex":
+				number = &e.ModifyIndex
+			}
+			switch {
+			case text != nil && !s.literal("null"):
+				v, ok := s.str()
+				if !ok {
+					return false
+				}
+				*text = v
+			case number != nil && !s.literal("null"):
+				n, ok := s.uint()
+				if !ok {
+					return false
+				}
+				*number = n
+			case text != nil, number != nil: // null: left as it was, as encoding/json does
+			case string(name) == "Value":
+				if s.literal("null") {
+					value, valueNull = nil, true
+					continue
+				}
+				v, ok := s.str()
+				if !ok {
+					return false
+				}
+				value, valueNull = v, false
+			case foldsTo(name, "Key", "Session", "Flags", "LockIndex", "ModifyIndex", "Value"):
+				return false
+			default:
+				if !s.skip() {
+					return false
+				}
+			}
+		}
+		var reused bool
+		if last, reused = l.reuse(last, key, e.ModifyIndex); reused {
+			continue
+		}
+		e.Key, e.Session = string(key), string(session)
+		if !valueNull {
+			e.Value = make([]byte, base64.StdEncoding.DecodedLen(len(value)))
+			n, err := base64.StdEncoding.Decode(e.Value, value)
+			if err != nil {
+				return false
+			}
+			e.Value = e.Value[:n]
+		}
+		l.entries = append(l.entries, e)
+	}
+	return s.end()
+}
+
+// foldsTo reports whether name is one of names in another case, which
+// encoding/json would take for it.
+func foldsTo(name []byte, names ...string) bool {
+	for _, n := range names {
+		if bytes.EqualFold(name, []byte(n)) {
+			return true
+		}
+	}
+	return false
+}
+
+// scanner reads the JSON of a listing from b.
+type scanner struct {
+	b []byte
+	i int
+}
+
+func (s *scanner) space() {
+	for s.i < len(s.b) && (s.b[s.i] == ' ' || s.b[s.i] == '\n' || s.b[s.i] == '\t' || s.b[s.i] == '\r') {
+		s.i++
+	}
+}
+
+// byte consumes c, after white space, if it comes next.
+func (s *scanner) byte(c byte) bool {
+	s.space()
+	if s.i < len(s.b) && s.b[s.i] == c {
+		s.i++
+		return true
+	}
+	return false
+}
+
+func (s *scanner) literal(word string) bool {
+	s.space()
+	if bytes.HasPrefix(s.b[s.i:], []byte(word)) {
+		s.i += len(word)
+		return true
+	}
+	return false
+}
+
+// end reports whether only white space is left.
+func (s *scanner) end() bool {
+	s.space()
+	return s.i == len(s.b)
+}
+
+// str reads a string without escapes, in valid UTF-8.
+func (s *scanner) str() ([]byte, bool) {
+	if !s.byte('"') {
+		return nil, false
+	}
+	start := s.i
+	for s.i < len(s.b) {
+		switch c := s.b[s.i]; {
+		case c == '"':
+			v := s.b[start:s.i]
+			s.i++
+			return v, utf8.Valid(v)
+		case c == '\\' || c < 0x20:
+			return nil, false
+		}
+		s.i++
+	}
+	return nil, false
+}
+
+// uint reads a plain unsigned integer.
+func (s *scanner) uint() (uint64, bool) {
+	s.space()
+	start := s.i
+	for s.i < len(s.b) && s.b[s.i] >= '0' && s.b[s.i] <= '9' {
+		s.i++
+	}
+	if s.i == start || s.b[start] == '0' && s.i-start > 1 {
+		return 0, false
+	}
+	if s.i < len(s.b) && (s.b[s.i] == '.' || s.b[s.i] == 'e' || s.b[s.i] == 'E') {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(string(s.b[start:s.i]), 10, 64)
+	return n, err == nil
+}
+
+// skip reads a value of a field the listing does not keep: a string
+// without escapes, a plain unsigned integer, or a literal.
+func (s *scanner) skip() bool {
+	if _, ok := s.str(); ok {
+		return true
+	}
+	if _, ok := s.uint(); ok {
+		return true
+	}
+	return s.literal("null") || s.literal("true") || s.literal("false")
 }
 
 // withListing marks ctx so that the answer is decoded into l.

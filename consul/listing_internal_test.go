@@ -12,8 +12,9 @@ import (
 	"github.com/hashicorp/consul/api"
 )
 
-// FuzzListingDecodesAsTheAPIPackage: a listing decoded as it arrives reads
-// every answer the api package reads, to the same entries.
+// FuzzListingDecodesAsTheAPIPackage: a listing reads every answer the api
+// package reads, to the same entries, whether scan takes it or leaves it to
+// decode.
 func FuzzListingDecodesAsTheAPIPackage(f *testing.F) {
 	f.Add([]byte(`[{"LockIndex":1,"Key":"elect/r1","Flags":7165064483209186661,"Value":"eyJ2IjoxfQ==","Session":"4b5b5c5e-0000-0000-0000-000000000001","CreateIndex":12,"ModifyIndex":14}]`))
 	f.Add([]byte(`[{"LockIndex":0,"Key":"elect/r1","Flags":0,"Value":null,"CreateIndex":12,"ModifyIndex":12},{"Key":"elect/r2","Value":""}]`))
@@ -22,6 +23,9 @@ func FuzzListingDecodesAsTheAPIPackage(f *testing.F) {
 	f.Add([]byte(`null`))
 	f.Add([]byte(`[{"Key":"a","Value":12}]`))
 	f.Add([]byte(`{"Key":"a"}`))
+	f.Add([]byte("[\n    {\n        \"LockIndex\": 1,\n        \"Key\": \"elect/r1\",\n        \"Flags\": 7,\n        \"Value\": \"eyJ2IjoxfQ==\",\n        \"Session\": \"s\",\n        \"Namespace\": \"default\",\n        \"CreateIndex\": 12,\n        \"ModifyIndex\": 14\n    }\n]\n"))
+	f.Add([]byte(`[{"key":"a","VALUE":"QQ==","Key":"b","Value":null,"Value":""}]`))
+	f.Add([]byte(`[{"Key":"a","ModifyIndex":18446744073709551615,"Flags":0},{"Key":"b","Flags":01}]`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var pairs []*api.KVPair
 		if err := json.Unmarshal(data, &pairs); err != nil {
@@ -39,7 +43,11 @@ func FuzzListingDecodesAsTheAPIPackage(f *testing.F) {
 			t.Fatalf("the api package reads %q, the listing does not: %v", data, err)
 		}
 		if (len(l.entries) > 0 || len(want) > 0) && !reflect.DeepEqual(l.entries, want) {
-			t.Fatalf("%q: got %+v, want %+v", data, l.entries, want)
+			t.Fatalf("%q: decoded %+v, want %+v", data, l.entries, want)
+		}
+		var scanned listing
+		if scanned.scan(data) && (len(scanned.entries) > 0 || len(want) > 0) && !reflect.DeepEqual(scanned.entries, want) {
+			t.Fatalf("%q: scanned %+v, want %+v", data, scanned.entries, want)
 		}
 	})
 }
@@ -76,5 +84,24 @@ func TestAListingAfterConsulsIndexWentBackDecodesEveryEntry(t *testing.T) {
 		if len(l.entries) != 1 || !reflect.DeepEqual(l.entries[0], c.want) || string(rest) != "[]" {
 			t.Errorf("X-Consul-Index %s after 9: entries %+v, body left %q; want [%+v], []", c.index, l.entries, rest, c.want)
 		}
+	}
+}
+
+// TestAListingAsConsulWritesItIsScanned: scan takes a listing as Consul
+// writes it (a dev agent indents it), and leaves one with an escape to decode.
+func TestAListingAsConsulWritesItIsScanned(t *testing.T) {
+	pretty := "[\n    {\n        \"LockIndex\": 1,\n        \"Key\": \"elect/r1\",\n        \"Flags\": 7,\n        \"Value\": \"eyJ2IjoxfQ==\",\n" +
+		"        \"Session\": \"s1\",\n        \"CreateIndex\": 12,\n        \"ModifyIndex\": 14\n    },\n" +
+		"    {\n        \"LockIndex\": 0,\n        \"Key\": \"elect/r2\",\n        \"Flags\": 7,\n        \"Value\": null,\n        \"CreateIndex\": 15,\n        \"ModifyIndex\": 15\n    }\n]\n"
+	want := []Entry{
+		{Key: "elect/r1", Value: []byte(`{"v":1}`), Flags: 7, Session: "s1", LockIndex: 1, ModifyIndex: 14},
+		{Key: "elect/r2", Flags: 7, ModifyIndex: 15},
+	}
+	var l listing
+	if !l.scan([]byte(pretty)) || !reflect.DeepEqual(l.entries, want) {
+		t.Errorf("scanned %+v; want %+v", l.entries, want)
+	}
+	if l.scan([]byte(`[{"Key":"elect/a\u0026b","ModifyIndex":3}]`)) {
+		t.Error("scan took a key with an escape; want it left to decode")
 	}
 }

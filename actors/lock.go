@@ -67,9 +67,9 @@ type lockActor struct {
 	// sawIndex is the key's ModifyIndex as the watcher last showed it when
 	// the acquire in flight was sent.
 	sawIndex uint64
-	// abandon gives up the acquire in flight, which the watcher has since
-	// shown held by another session (abandoned): one still waiting in the
-	// client's batch is then not sent.
+	// abandon cancels the acquire in flight; abandoned: it was cancelled
+	// because the watcher has since shown the key held by another session.
+	// One still waiting in the client's batch is then not sent.
 	abandon   context.CancelFunc
 	abandoned bool
 

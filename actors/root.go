@@ -242,11 +242,6 @@ func (r *electionRoot) start(c actor.Context) {
 // its share of the block is the gap between the two; with offsets drawn
 // afresh in each block, its share of all of them is close to fair, where one
 // offset for all would leave it one random gap.
-const (
-	campaignBlock = 1024
-	campaignRun   = 128
-)
-
 func inCampaignOrder(resources []string, candidate string) []string {
 	sorted := slices.Sorted(slices.Values(resources))
 	var blocks [][]string
@@ -264,6 +259,15 @@ func inCampaignOrder(resources []string, candidate string) []string {
 	}
 	return order
 }
+
+// The blocks of inCampaignOrder, and the run of each taken in turn: about one
+// transaction of acquires. Smaller blocks share out more fairly, but a run
+// that crosses into another candidate's part of a block fails its
+// transaction, and they cross more often.
+const (
+	campaignBlock = 1024
+	campaignRun   = 128
+)
 
 // mix spreads h's bits over all of it (MurmurHash3's finaliser): the offsets
 // of candidates named alike are then unrelated in every block.

@@ -491,7 +491,11 @@ func (b *batcher) backOff(batch []*txnRequest, failures int, last error) []*txnR
 // Txn).
 func sendTxn(ctx context.Context, client *api.Client, ops api.TxnOps) (ok bool, resp *api.TxnResponse, err error) {
 	resp = &api.TxnResponse{}
-	_, err = client.Raw().Write("/v1/txn", ops, resp, (&api.WriteOptions{}).WithContext(ctx))
+	answer := &txnAnswer{}
+	_, err = client.Raw().Write("/v1/txn", ops, resp, (&api.WriteOptions{}).WithContext(context.WithValue(ctx, txnKey{}, answer)))
+	if err == nil && answer.scanned {
+		resp.Results = answer.results
+	}
 	var status api.StatusError
 	if errors.As(err, &status) && status.Code == http.StatusConflict {
 		if jsonErr := json.Unmarshal([]byte(status.Body), resp); jsonErr != nil {

@@ -1,9 +1,11 @@
 package consul_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -361,5 +363,67 @@ func TestALocalAgentIsReadUncompressed(t *testing.T) {
 	resp.Body.Close()
 	if got := resp.Header.Get("Content-Encoding"); got != "gzip" {
 		t.Errorf("the same listing asked for gzipped came with Content-Encoding %q; want gzip (else this test shows nothing)", got)
+	}
+}
+
+// txnAnswers keeps the bodies of the agent's answers to transactions.
+type txnAnswers struct {
+	next   http.RoundTripper
+	mu     sync.Mutex
+	bodies [][]byte
+}
+
+func (a *txnAnswers) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := a.next.RoundTrip(r)
+	if err != nil || r.URL.Path != "/v1/txn" || resp.StatusCode != http.StatusOK {
+		return resp, err
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	a.mu.Lock()
+	a.bodies = append(a.bodies, body)
+	a.mu.Unlock()
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	return resp, nil
+}
+
+// TestTransactionAnswersAreScanned: the client scans the agent's answers to
+// its transactions (acquires and releases, batched) without handing them to
+// encoding/json.
+func TestTransactionAnswersAreScanned(t *testing.T) {
+	answers := &txnAnswers{}
+	client, err := consul.NewClient(consul.Config{Address: agent.URL(),
+		WrapTransport: func(rt http.RoundTripper) http.RoundTripper { answers.next = rt; return answers }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(client.Close)
+	ctx, prefix := context.Background(), "scan/"+t.Name()
+	id := session(t, client, 0)
+	var wg sync.WaitGroup
+	for i := range 20 {
+		wg.Go(func() {
+			key := fmt.Sprintf("%s/k%02d", prefix, i)
+			if e, err := client.Acquire(ctx, key, id, []byte("v")); err != nil || e.Session != id || e.ModifyIndex == 0 {
+				t.Errorf("acquire %s: %+v, %v", key, e, err)
+			}
+			if err := client.Release(ctx, key, id, []byte("v")); err != nil {
+				t.Errorf("release %s: %v", key, err)
+			}
+		})
+	}
+	wg.Wait()
+	answers.mu.Lock()
+	defer answers.mu.Unlock()
+	if len(answers.bodies) == 0 {
+		t.Fatal("no transaction was answered")
+	}
+	for _, body := range answers.bodies {
+		if !consul.Scans(body) {
+			t.Errorf("the agent's answer %q was not scanned", body)
+		}
 	}
 }

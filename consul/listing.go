@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"unicode/utf8"
+
+	"github.com/hashicorp/consul/api"
 )
 
 // A listing of a prefix is decoded by the transport, not by the api package,
@@ -35,14 +37,21 @@ type listing struct {
 	entries []Entry
 }
 
-// streamed decodes the answers to listings (see listing).
+// streamed decodes the answers to listings (see listing) and to
+// transactions (see txnAnswer).
 type streamed struct{ next http.RoundTripper }
 
 func (s *streamed) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := s.next.RoundTrip(req)
-	l, ok := req.Context().Value(listingKey{}).(*listing)
-	if err != nil || !ok || resp.StatusCode != http.StatusOK {
+	if err != nil || resp.StatusCode != http.StatusOK {
 		return resp, err
+	}
+	if t, ok := req.Context().Value(txnKey{}).(*txnAnswer); ok {
+		return t.read(resp)
+	}
+	l, ok := req.Context().Value(listingKey{}).(*listing)
+	if !ok {
+		return resp, nil
 	}
 	defer resp.Body.Close()
 	if index, err := strconv.ParseUint(resp.Header.Get("X-Consul-Index"), 10, 64); err != nil || index < l.since {
@@ -50,10 +59,9 @@ func (s *streamed) RoundTrip(req *http.Request) (*http.Response, error) {
 		// index may now name another write.
 		l.last = nil
 	}
-	buf := bodies.Get().(*bytes.Buffer)
+	buf, err := readPooled(resp.Body)
 	defer bodies.Put(buf)
-	buf.Reset()
-	if _, err := buf.ReadFrom(resp.Body); err != nil {
+	if err != nil {
 		return nil, fmt.Errorf("reading the listing: %w", err)
 	}
 	if !l.scan(buf.Bytes()) {
@@ -63,6 +71,82 @@ func (s *streamed) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	resp.Body, resp.ContentLength = io.NopCloser(strings.NewReader("[]")), 2
 	return resp, nil
+}
+
+// txnKey marks the context of a transaction whose answer the transport
+// scans into a *txnAnswer.
+type txnKey struct{}
+
+// txnAnswer is a transaction's results, scanned by streamed from an answer
+// as Consul writes it; when scanned is false the api package decodes the
+// answer itself.
+type txnAnswer struct {
+	results api.TxnResults
+	scanned bool
+}
+
+// read scans resp's body into t; an answer it cannot scan is left whole
+// for the api package.
+func (t *txnAnswer) read(resp *http.Response) (*http.Response, error) {
+	defer resp.Body.Close()
+	buf, err := readPooled(resp.Body)
+	defer bodies.Put(buf)
+	if err != nil {
+		return nil, fmt.Errorf("reading the transaction's answer: %w", err)
+	}
+	if t.results, t.scanned = scanTxn(buf.Bytes()); t.scanned {
+		resp.Body, resp.ContentLength = io.NopCloser(strings.NewReader("{}")), 2
+	} else {
+		resp.Body, resp.ContentLength = io.NopCloser(bytes.NewReader(bytes.Clone(buf.Bytes()))), int64(buf.Len())
+	}
+	return resp, nil
+}
+
+// scanTxn scans the answer of a transaction of KV operations, as Consul
+// writes it: {"Results": [{"KV": entry}, ...], "Errors": null}.
+func scanTxn(b []byte) (api.TxnResults, bool) {
+	s := scanner{b: b}
+	if !s.byte('{') {
+		return nil, false
+	}
+	var results api.TxnResults
+	for field := true; !s.byte('}'); field = false {
+		if !field && !s.byte(',') {
+			return nil, false
+		}
+		name, ok := s.str()
+		if !ok || !s.byte(':') {
+			return nil, false
+		}
+		switch {
+		case string(name) == "Errors" && s.literal("null"): // a rolled-back transaction answers 409
+		case string(name) == "Results" && s.literal("null"):
+			results = nil
+		case string(name) == "Results" && s.byte('['):
+			results = nil
+			for first := true; !s.byte(']'); first = false {
+				if !first && !s.byte(',') || !s.byte('{') {
+					return nil, false
+				}
+				if kind, ok := s.str(); !ok || string(kind) != "KV" || !s.byte(':') {
+					return nil, false
+				}
+				raw, ok := s.entry()
+				if !ok || !s.byte('}') {
+					return nil, false
+				}
+				e, ok := raw.copy()
+				if !ok {
+					return nil, false
+				}
+				results = append(results, &api.TxnResult{KV: &api.KVPair{Key: e.Key, Value: e.Value, Flags: e.Flags,
+					Session: e.Session, LockIndex: e.LockIndex, ModifyIndex: e.ModifyIndex}})
+			}
+		default:
+			return nil, false
+		}
+	}
+	return results, s.end()
 }
 
 // decode reads a JSON array of KV entries with encoding/json.
@@ -103,8 +187,16 @@ func (l *listing) decode(body io.Reader) error {
 	return err
 }
 
-// bodies are the buffers listings are read into.
+// bodies are the buffers answers are read into.
 var bodies = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// readPooled reads body whole into a buffer of bodies, to be put back there.
+func readPooled(body io.Reader) (*bytes.Buffer, error) {
+	buf := bodies.Get().(*bytes.Buffer)
+	buf.Reset()
+	_, err := buf.ReadFrom(body)
+	return buf, err
+}
 
 // reuse appends to l.entries the entry of the last reading with key and
 // modifyIndex, if there is one; last is what is left of the last reading,
@@ -136,82 +228,111 @@ func (l *listing) scan(b []byte) bool {
 	last := l.last
 	l.entries = make([]Entry, 0, len(last))
 	for first := true; !s.byte(']'); first = false {
-		if !first && !s.byte(',') || !s.byte('{') {
+		if !first && !s.byte(',') {
 			return false
 		}
-		var e Entry
-		var key, session, value []byte
-		valueNull := true
-		for field := true; !s.byte('}'); field = false {
-			if !field && !s.byte(',') {
-				return false
-			}
-			name, ok := s.str()
-			if !ok || !s.byte(':') {
-				return false
-			}
-			var text *[]byte
-			var number *uint64
-			switch string(name) {
-			case "Key":
-				text = &key
-			case "Session":
-				text = &session
-			case "Flags":
-				number = &e.Flags
-			case "LockIndex":
-				number = &e.LockIndex
-			case "ModifyIndex":
-				number = &e.ModifyIndex
-			}
-			switch {
-			case text != nil && !s.literal("null"):
-				v, ok := s.str()
-				if !ok {
-					return false
-				}
-				*text = v
-			case number != nil && !s.literal("null"):
-				n, ok := s.uint()
-				if !ok {
-					return false
-				}
-				*number = n
-			case text != nil, number != nil: // null: left as it was, as encoding/json does
-			case string(name) == "Value":
-				if s.literal("null") {
-					value, valueNull = nil, true
-					continue
-				}
-				v, ok := s.str()
-				if !ok {
-					return false
-				}
-				value, valueNull = v, false
-			case foldsTo(name, "Key", "Session", "Flags", "LockIndex", "ModifyIndex", "Value"):
-				return false
-			default:
-				if !s.skip() {
-					return false
-				}
-			}
+		raw, ok := s.entry()
+		if !ok {
+			return false
 		}
 		var reused bool
-		if last, reused = l.reuse(last, key, e.ModifyIndex); reused {
+		if last, reused = l.reuse(last, raw.key, raw.ModifyIndex); reused {
 			continue
 		}
-		e.Key, e.Session = string(key), string(session)
-		if !valueNull {
-			e.Value = make([]byte, base64.StdEncoding.DecodedLen(len(value)))
-			n, err := base64.StdEncoding.Decode(e.Value, value)
-			if err != nil {
-				return false
-			}
-			e.Value = e.Value[:n]
+		e, ok := raw.copy()
+		if !ok {
+			return false
 		}
 		l.entries = append(l.entries, e)
 	}
 	return s.end()
+}
+
+// rawEntry is an entry as scanned, its strings still in the scanned bytes.
+type rawEntry struct {
+	Entry               // its numbers
+	key, session, value []byte
+	valueNull           bool
+}
+
+// copy is the entry, its strings copied out and its value decoded.
+func (r *rawEntry) copy() (Entry, bool) {
+	e := r.Entry
+	e.Key, e.Session = string(r.key), string(r.session)
+	if !r.valueNull {
+		e.Value = make([]byte, base64.StdEncoding.DecodedLen(len(r.value)))
+		n, err := base64.StdEncoding.Decode(e.Value, r.value)
+		if err != nil {
+			return Entry{}, false
+		}
+		e.Value = e.Value[:n]
+	}
+	return e, true
+}
+
+// entry reads one KV entry, a JSON object, as encoding/json would read it
+// into an api.KVPair: a field given twice keeps the last, null leaves a
+// string or a number as it was and makes the value nil.
+func (s *scanner) entry() (rawEntry, bool) {
+	r := rawEntry{valueNull: true}
+	if !s.byte('{') {
+		return r, false
+	}
+	for field := true; !s.byte('}'); field = false {
+		if !field && !s.byte(',') {
+			return r, false
+		}
+		name, ok := s.str()
+		if !ok || !s.byte(':') {
+			return r, false
+		}
+		var text *[]byte
+		var number *uint64
+		switch string(name) {
+		case "Key":
+			text = &r.key
+		case "Session":
+			text = &r.session
+		case "Flags":
+			number = &r.Flags
+		case "LockIndex":
+			number = &r.LockIndex
+		case "ModifyIndex":
+			number = &r.ModifyIndex
+		}
+		switch {
+		case text != nil && !s.literal("null"):
+			v, ok := s.str()
+			if !ok {
+				return r, false
+			}
+			*text = v
+		case number != nil && !s.literal("null"):
+			n, ok := s.uint()
+			if !ok {
+				return r, false
+			}
+			*number = n
+		case text != nil, number != nil: // null: left as it was
+		case string(name) == "Value":
+			if s.literal("null") {
+				r.value, r.valueNull = nil, true
+				continue
+			}
+			v, ok := s.str()
+			if !ok {
+				return r, false
+			}
+			r.value, r.valueNull = v, false
+		case foldsTo(name, "Key", "Session", "Flags", "LockIndex", "ModifyIndex", "Value"):
+			return r, false
+		default:
+			if !s.skip() {
+				return r, false
+			}
+		}
+	}
+	return r, true
 }
 
 // foldsTo reports whether name is one of names in another case, which

@@ -52,6 +52,33 @@ func FuzzListingDecodesAsTheAPIPackage(f *testing.F) {
 	})
 }
 
+// FuzzTxnAnswerScansAsTheAPIPackage: a transaction's answer that scanTxn
+// takes reads as the api package reads it.
+func FuzzTxnAnswerScansAsTheAPIPackage(f *testing.F) {
+	f.Add([]byte(`{"Results":[{"KV":{"LockIndex":1,"Key":"elect/r1","Flags":7,"Value":null,"Session":"s1","CreateIndex":12,"ModifyIndex":14}}],"Errors":null}`))
+	f.Add([]byte("{\n    \"Results\": [\n        {\n            \"KV\": {\n                \"Key\": \"k\",\n                \"Value\": \"QQ==\",\n                \"ModifyIndex\": 3\n            }\n        }\n    ],\n    \"Errors\": null\n}\n"))
+	f.Add([]byte(`{"Results":null,"Errors":null}`))
+	f.Add([]byte(`{"Results":[{"KV":null}],"Errors":[{"OpIndex":0,"What":"x"}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		results, ok := scanTxn(data)
+		if !ok {
+			return
+		}
+		var resp api.TxnResponse
+		if err := json.Unmarshal(data, &resp); err != nil {
+			t.Fatalf("scanTxn takes %q, the api package does not: %v", data, err)
+		}
+		if len(results) != len(resp.Results) {
+			t.Fatalf("%q: scanned %d results, want %d", data, len(results), len(resp.Results))
+		}
+		for i, r := range resp.Results {
+			if r == nil || r.KV == nil || !reflect.DeepEqual(entryOf(results[i].KV), entryOf(r.KV)) {
+				t.Fatalf("%q: result %d scanned %+v, want %+v", data, i, results[i].KV, r)
+			}
+		}
+	})
+}
+
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

@@ -110,12 +110,9 @@ func scanTxn(b []byte) (api.TxnResults, bool) {
 		return nil, false
 	}
 	var results api.TxnResults
-	for field := true; !s.byte('}'); field = false {
-		if !field && !s.byte(',') {
-			return nil, false
-		}
-		name, ok := s.str()
-		if !ok || !s.byte(':') {
+	for first := true; !s.byte('}'); first = false {
+		name, ok := s.field(first)
+		if !ok {
 			return nil, false
 		}
 		switch {
@@ -278,12 +275,9 @@ func (s *scanner) entry() (rawEntry, bool) {
 	if !s.byte('{') {
 		return r, false
 	}
-	for field := true; !s.byte('}'); field = false {
-		if !field && !s.byte(',') {
-			return r, false
-		}
-		name, ok := s.str()
-		if !ok || !s.byte(':') {
+	for first := true; !s.byte('}'); first = false {
+		name, ok := s.field(first)
+		if !ok {
 			return r, false
 		}
 		var text *[]byte
@@ -381,6 +375,16 @@ func (s *scanner) literal(word string) bool {
 func (s *scanner) end() bool {
 	s.space()
 	return s.i == len(s.b)
+}
+
+// field reads the name of an object's next field and the colon after it,
+// after a comma unless it is the first.
+func (s *scanner) field(first bool) ([]byte, bool) {
+	if !first && !s.byte(',') {
+		return nil, false
+	}
+	name, ok := s.str()
+	return name, ok && s.byte(':')
 }
 
 // str reads a string without escapes, in valid UTF-8.

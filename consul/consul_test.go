@@ -36,11 +36,17 @@ func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 
 func newClient(t testing.TB, counter *countingTransport) *consul.Client {
 	t.Helper()
-	cfg := consul.Config{Address: agent.URL()}
-	if counter != nil {
-		cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { counter.next = rt; return counter }
+	if counter == nil {
+		return wrappedClient(t, nil)
 	}
-	client, err := consul.NewClient(cfg)
+	return wrappedClient(t, func(rt http.RoundTripper) http.RoundTripper { counter.next = rt; return counter })
+}
+
+// wrappedClient is a client of the test agent whose transport wrap wraps
+// (nil: none).
+func wrappedClient(t testing.TB, wrap func(http.RoundTripper) http.RoundTripper) *consul.Client {
+	t.Helper()
+	client, err := consul.NewClient(consul.Config{Address: agent.URL(), WrapTransport: wrap})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -330,12 +336,7 @@ func (g *gzipSeen) RoundTrip(r *http.Request) (*http.Response, error) {
 // host.
 func TestALocalAgentIsReadUncompressed(t *testing.T) {
 	seen := &gzipSeen{}
-	client, err := consul.NewClient(consul.Config{Address: agent.URL(),
-		WrapTransport: func(rt http.RoundTripper) http.RoundTripper { seen.next = rt; return seen }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(client.Close)
+	client := wrappedClient(t, func(rt http.RoundTripper) http.RoundTripper { seen.next = rt; return seen })
 	ctx, prefix := context.Background(), "gzip/"+t.Name()
 	id := session(t, client, 0)
 	for i := range 50 {
@@ -395,12 +396,7 @@ func (a *txnAnswers) RoundTrip(r *http.Request) (*http.Response, error) {
 // encoding/json.
 func TestTransactionAnswersAreScanned(t *testing.T) {
 	answers := &txnAnswers{}
-	client, err := consul.NewClient(consul.Config{Address: agent.URL(),
-		WrapTransport: func(rt http.RoundTripper) http.RoundTripper { answers.next = rt; return answers }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(client.Close)
+	client := wrappedClient(t, func(rt http.RoundTripper) http.RoundTripper { answers.next = rt; return answers })
 	ctx, prefix := context.Background(), "scan/"+t.Name()
 	id := session(t, client, 0)
 	var wg sync.WaitGroup

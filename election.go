@@ -347,10 +347,13 @@ func (e *Election) Candidates(ctx context.Context, resource string) ([]messages.
 // candidate, this one or another) stops its work, then releases, and to (a
 // live, healthy candidate for resource; empty: the healthy one of highest
 // priority other than the leader) takes the key while the others stay out.
-// It returns once to leads, or with an error: messages.ErrNoCandidate when to
-// is not a live, healthy candidate, messages.ErrNoLeader when nobody leads,
-// and one naming the new leader when to did not take the key while the
-// others stayed out (it could not reach Consul, say) and another did.
+// It returns once the key is to's (a key handed to its session is its from
+// that write; should to lose its session before it starts leading, the key
+// moves on as after any lost session), or with an error:
+// messages.ErrNoCandidate when to is not a live, healthy candidate,
+// messages.ErrNoLeader when nobody leads, and one naming the new leader when
+// to did not take the key while the others stayed out (it could not reach
+// Consul, say) and another did.
 func (e *Election) Switchover(ctx context.Context, resource, to string) error {
 	if err := actors.ValidateResource(resource); err != nil {
 		return err
@@ -362,17 +365,17 @@ func (e *Election) Switchover(ctx context.Context, resource, to string) error {
 	if failed, ok := res.(messages.ElectionError); ok {
 		return failed.Err
 	}
-	from := res.(*messages.State).Leader.LeaderID
+	from := res.(*messages.State).Leader
 	for {
 		state, err := e.State(ctx, resource)
 		if err != nil {
-			return err
+			return fmt.Errorf("consul-elect: switchover of %s: %w", resource, err)
 		}
-		if leader := state.Leader.LeaderID; leader != "" && leader != from {
-			if to == "" || leader == to {
+		if leader := state.Leader; leader.Session != "" && leader.FencingToken != from.FencingToken {
+			if to == "" || leader.LeaderID == to {
 				return nil
 			}
-			return fmt.Errorf("consul-elect: switchover of %s: %s took over instead of %s", resource, leader, to)
+			return fmt.Errorf("consul-elect: switchover of %s: %s took over instead of %s", resource, leader.LeaderID, to)
 		}
 		select {
 		case <-ctx.Done():
@@ -469,9 +472,12 @@ func (e *Election) AwaitLeadership(ctx context.Context, resource string) (*Leade
 // State asks the engine for the state of resource: whether this candidate
 // campaigns and leads, and who leads as observed.
 func (e *Election) State(ctx context.Context, resource string) (messages.State, error) {
+	if err := ctx.Err(); err != nil {
+		return messages.State{}, err
+	}
 	timeout := answerTimeout
 	if deadline, ok := ctx.Deadline(); ok {
-		timeout = time.Until(deadline)
+		timeout = max(time.Until(deadline), 0) // a future without a timeout waits for ever
 	}
 	res, err := e.request(&messages.GetState{Resource: resource}, timeout)
 	if err != nil {
@@ -493,7 +499,7 @@ func (e *Election) Stop(ctx context.Context) error {
 	e.stopOnce.Do(func() {
 		timeout := e.opts.DrainTimeout + answerTimeout
 		if deadline, ok := ctx.Deadline(); ok {
-			timeout = time.Until(deadline)
+			timeout = max(time.Until(deadline), 0)
 		}
 		_, err := e.system.Root.RequestFuture(e.root, &messages.Stop{}, timeout).Result()
 		if err != nil {

@@ -153,6 +153,24 @@ func TestStartFailsClearlyWhenConsulIsUnreachable(t *testing.T) {
 	}
 }
 
+// TestCallsWithAnEndedContextReturnItsError: State does not ask the engine,
+// and Stop stops without waiting for the graceful end.
+func TestCallsWithAnEndedContextReturnItsError(t *testing.T) {
+	e := start(t, options(t, "alpha"))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+	defer cancel()
+	<-ctx.Done()
+	if _, err := e.State(ctx, "x"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("State with an ended context = %v; want context.DeadlineExceeded", err)
+	}
+	if err := e.Stop(ctx); err == nil {
+		t.Fatal("Stop with an ended context = nil; want the error of a stop not waited for")
+	}
+	if err := e.Campaign("x", nil); !errors.Is(err, consulelect.ErrStopped) {
+		t.Fatalf("Campaign after Stop = %v; want ErrStopped", err)
+	}
+}
+
 func TestCallsAfterStopReturnErrStopped(t *testing.T) {
 	e := start(t, options(t, "alpha"))
 	if err := e.Stop(context.Background()); err != nil {

@@ -56,10 +56,20 @@ func (l *ledger) leaderOf(resource string) string {
 // awaitLeader waits until id leads resource.
 func (l *ledger) awaitLeader(t *testing.T, resource, id string, bound time.Duration) {
 	t.Helper()
+	if !l.leads(resource, id, bound) {
+		t.Fatalf("%s does not lead %s within %s; terms %+v", id, resource, bound, l.snapshot())
+	}
+}
+
+// leads reports whether id (anyone, if empty) leads resource within bound.
+func (l *ledger) leads(resource, id string, bound time.Duration) bool {
 	deadline := time.Now().Add(bound)
-	for l.leaderOf(resource) != id {
+	for {
+		if leader := l.leaderOf(resource); leader == id || id == "" && leader != "" {
+			return true
+		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s does not lead %s within %s; terms %+v", id, resource, bound, l.snapshot())
+			return false
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -114,6 +124,19 @@ func awaitBurst(t *testing.T, what string, burst *faultproxy.Burst, bound time.D
 	t.Logf("the burst on %s answered %d requests, from %s", what, burst.Answered(), burst.Trigger())
 }
 
+// sessionOf is candidate id's session as e sees the registry.
+func sessionOf(t *testing.T, e *consulelect.Election, id string) string {
+	t.Helper()
+	cs, err := e.Candidates(context.Background(), "jobs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if i := slices.IndexFunc(cs, func(c messages.Candidate) bool { return c.ID == id }); i >= 0 {
+		return cs[i].Session
+	}
+	return ""
+}
+
 func awaitCandidates(t *testing.T, e *consulelect.Election, resource string, n int) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
@@ -136,7 +159,9 @@ func awaitCandidates(t *testing.T, e *consulelect.Election, resource string, n i
 // fail with 500s for a while, then one whose leader's do. The leader stops
 // with a switchover each time; the target leads, or, if its requests failed
 // past the time the others leave the key to it, Switchover says who took
-// over instead. Never two leaders at once, and the tokens increase.
+// over instead, or, if they failed past its renew deadline after the key was
+// handed to its session, that session's end frees the key for another.
+// Never two leaders at once, and the tokens increase.
 func TestSwitchoverThroughBurstsOf500s(t *testing.T) {
 	l := &ledger{}
 	byID := map[string]proxiedCandidate{}
@@ -166,15 +191,22 @@ func TestSwitchoverThroughBurstsOf500s(t *testing.T) {
 		terms := len(l.snapshot())
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
+		session := sessionOf(t, byID[asker].Election, target)
 		burst := byID[faulty].proxy.Arm(noClusterLeader(1500 * time.Millisecond))
 		err := byID[asker].Switchover(ctx, "jobs", target)
 		awaitBurst(t, faulty, burst, 10*time.Second)
 		// Switchover tells from the asker's view of the key; the new
 		// leader's own LeadershipAcquired may follow a moment later.
-		if err == nil {
-			l.awaitLeader(t, "jobs", target, 5*time.Second)
+		switch {
+		case err == nil && l.leads("jobs", target, 5*time.Second):
 			t.Logf("%s took over from %s through the burst on %s", target, leader, faulty)
-		} else {
+		case err == nil:
+			if now := sessionOf(t, byID[asker].Election, target); now == session {
+				t.Fatalf("%s does not lead jobs within 5s, though the key went to its session %s, which it still has; terms %+v", target, session, l.snapshot())
+			}
+			l.awaitLeader(t, "jobs", "", 5*time.Second)
+			t.Logf("the key went to %s's session, which ended in the burst on %s before it led; %s leads", target, faulty, l.leaderOf("jobs"))
+		default:
 			var instead string // the third candidate
 			for id := range byID {
 				if id != leader && id != target {

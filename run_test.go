@@ -219,11 +219,12 @@ func TestRunReturnsWhatWorkReturnsAndReleases(t *testing.T) {
 }
 
 // TestProclaimIsSeenByAFollowerWithoutANewTerm: the leader's new metadata
-// reaches a follower in LeaderChanged with the same fencing token, and the
-// leader's guarded writes still pass.
+// reaches a follower (and State, also where nobody campaigns) with the same
+// fencing token, and the leader's guarded writes still pass.
 func TestProclaimIsSeenByAFollowerWithoutANewTerm(t *testing.T) {
 	a := start(t, options(t, "a"))
 	b := start(t, options(t, "b"))
+	observer := start(t, options(t, "observer"))
 	events := b.Events()
 	defer func() {
 		go func() {
@@ -266,6 +267,22 @@ func TestProclaimIsSeenByAFollowerWithoutANewTerm(t *testing.T) {
 	}
 	if changed.FencingToken != lead.FencingToken || changed.Session != lead.Session {
 		t.Fatalf("b saw token %d session %s; want the same term (%d, %s)", changed.FencingToken, changed.Session, lead.FencingToken, lead.Session)
+	}
+	if state, err := b.State(ctx, "api"); err != nil || state.Leader.FencingToken != lead.FencingToken || state.Leader.Metadata["version"] != "2" {
+		t.Fatalf("b's State shows the leader %+v (%v); want a's term, token %d, with version 2", state.Leader, err, lead.FencingToken)
+	}
+	for { // and an engine that does not campaign for it
+		state, err := observer.State(ctx, "api")
+		if err != nil {
+			t.Fatalf("an observer's State: %v; want a's term with version 2", err)
+		}
+		if state.Leader.Metadata["version"] == "2" {
+			if state.Leader.FencingToken != lead.FencingToken {
+				t.Fatalf("an observer's State shows the leader %+v; want a's term, token %d", state.Leader, lead.FencingToken)
+			}
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	if lead.Context.Err() != nil {
 		t.Fatal("proclaiming ended the term")

@@ -65,6 +65,7 @@ type (
 	swept             struct{}
 	switchoverWritten struct {
 		resource string
+		term     messages.LeaderChanged // that the request was written into
 		replyTo  *actor.PID
 		err      error
 	}
@@ -621,7 +622,7 @@ func leaderOf(resource string, e protocol.KeyEntry) messages.LeaderChanged {
 		return messages.LeaderChanged{Resource: resource}
 	}
 	return messages.LeaderChanged{Resource: resource, LeaderID: e.HolderID, Node: e.Node, Session: e.Session,
-		FencingToken: e.ModifyIndex, Since: e.Since}
+		FencingToken: e.FencingToken, Since: e.Since, Metadata: e.Metadata}
 }
 
 // campaigning has the registry told what this candidate campaigns for, once
@@ -653,8 +654,8 @@ func (r *electionRoot) switchover(c actor.Context, m *messages.Switchover) {
 	r.calls.run(func(ctx context.Context) any {
 		ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 		defer cancel()
-		_, _, err := registry.RequestHandover(ctx, r.eng.backend, r.eng.prefix, resource, to)
-		return &switchoverWritten{resource: resource, replyTo: replyTo, err: err}
+		_, term, err := registry.RequestHandover(ctx, r.eng.backend, r.eng.prefix, resource, to)
+		return &switchoverWritten{resource: resource, term: term, replyTo: replyTo, err: err}
 	})
 }
 
@@ -669,6 +670,7 @@ func (r *electionRoot) switchoverWritten(c actor.Context, m *switchoverWritten) 
 		c.Send(m.replyTo, messages.ElectionError{Resource: m.resource, CandidateID: r.eng.opts.CandidateID, Op: "switchover", Err: m.err, At: time.Now()})
 		return
 	}
-	c.Send(m.replyTo, &messages.State{Resource: m.resource, Leader: leaderOf(m.resource, r.entries[m.resource]),
-		Candidates: r.candidatesOf[m.resource]})
+	// The term asked to hand over, not the key as the watcher shows it now:
+	// the handover may already have happened.
+	c.Send(m.replyTo, &messages.State{Resource: m.resource, Leader: m.term, Candidates: r.candidatesOf[m.resource]})
 }

@@ -69,8 +69,10 @@ type SetHealth struct {
 // work (the drain), then releases the key, and To (a live, healthy candidate
 // for Resource; empty: the one of highest priority other than the leader)
 // acquires it while the others stay out. Any candidate may ask. Sent with
-// Request, it is answered with the resource's State once the request is
-// written to the key, or with an ElectionError (Op "switchover").
+// Request, it is answered once the request is written to the key with a State
+// whose Leader is the term asked to hand over (the switchover is done when
+// the key is held with another FencingToken), or with an ElectionError (Op
+// "switchover").
 type Switchover struct {
 	Resource string
 	To       string

@@ -94,13 +94,14 @@ func switchoverCommand(env *cli, args []string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	// The target confirmed, not whoever ranks first by now.
-	if _, _, err := registry.RequestHandover(ctx, client, f.prefix, f.resource, target); err != nil {
+	_, term, err := registry.RequestHandover(ctx, client, f.prefix, f.resource, target)
+	if err != nil {
 		if errors.Is(err, messages.ErrNoLeader) || errors.Is(err, messages.ErrNoCandidate) {
 			return refused(key, err)
 		}
 		return fmt.Errorf("cannot ask %s for a switchover of %s: %w", leader.LeaderID, key, err)
 	}
-	now, err := awaitNextTerm(ctx, client, f.resource, key, leader.FencingToken)
+	now, err := awaitNextTerm(ctx, client, f.resource, key, term.FencingToken)
 	switch {
 	case ctx.Err() != nil:
 		return fmt.Errorf("%s did not lead %s within %s (--timeout); run status to see who leads now", target, key, timeout)

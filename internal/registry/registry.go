@@ -126,36 +126,38 @@ type KV interface {
 // RequestHandover asks the leader of resource for a switchover: it picks
 // the target (Target), then writes the request into the lock key's value in
 // the leader's term (a check-session write that keeps its fencing token).
-// It returns the target and the leader's id.
-func RequestHandover(ctx context.Context, kv KV, keyPrefix, resource, to string) (target, leader string, err error) {
+// It returns the target and the term asked to hand over: the switchover is
+// done once the key is held in another term (another fencing token).
+func RequestHandover(ctx context.Context, kv KV, keyPrefix, resource, to string) (target string, term messages.LeaderChanged, err error) {
 	key := keyPrefix + "/" + resource
 	entries, _, err := kv.ListPrefix(ctx, key, 0, 0)
 	if err != nil {
-		return "", "", err
+		return "", term, err
 	}
 	i := slices.IndexFunc(entries, func(e consul.Entry) bool { return e.Key == key })
 	if i < 0 || entries[i].Session == "" {
-		return "", "", messages.ErrNoLeader
+		return "", term, messages.ErrNoLeader
 	}
 	lock := entries[i]
 	if lock.Flags != consul.KeyFlags {
-		return "", "", fmt.Errorf("%s is not a consul-elect key", key)
+		return "", term, fmt.Errorf("%s is not a consul-elect key", key)
 	}
 	v, err := consul.DecodeValue(lock.Value)
 	if err != nil {
-		return "", "", err
+		return "", term, err
 	}
 	registered, _, err := kv.ListPrefix(ctx, Prefix(keyPrefix), 0, 0)
 	if err != nil {
-		return "", "", err
+		return "", term, err
 	}
 	if target, err = Target(Live(registered, resource), v.CandidateID, to); err != nil {
-		return "", v.CandidateID, err
+		return "", term, err
 	}
 	v.Token = consul.FencingToken(lock, v)
 	v.Handover = &consul.Handover{To: target, At: time.Now().UTC()}
 	if _, err := kv.Proclaim(ctx, key, lock.Session, consul.EncodeValue(v)); err != nil {
-		return "", v.CandidateID, fmt.Errorf("writing the switchover request: %w", err)
+		return "", term, fmt.Errorf("writing the switchover request: %w", err)
 	}
-	return target, v.CandidateID, nil
+	return target, messages.LeaderChanged{Resource: resource, LeaderID: v.CandidateID, Node: v.Node, Session: lock.Session,
+		FencingToken: v.Token, Since: v.AcquiredAt, Metadata: v.Metadata}, nil
 }

@@ -79,6 +79,7 @@ func main() {
 	flag.DurationVar(&cfg.FleetSettle, "fleet-settle", cfg.FleetSettle, "figure 7: pause after all are held, after the churn and after each restart")
 	flag.DurationVar(&cfg.FleetTimeout, "fleet-timeout", cfg.FleetTimeout, "figure 7: bound on the cold start and on each takeover")
 	flag.StringVar(&cfg.FleetOptions, "fleet-options", cfg.FleetOptions, `figure 7: JSON decoded over every candidate's consulelect.DefaultOptions(), e.g. '{"SessionTTL":10000000000}' (durations in ns)`)
+	serverAgent := flag.Bool("server-agent", false, "run the agent as a single server with its state on disk (in a temporary directory) instead of in -dev mode, which pretty-prints every answer and keeps its state in memory")
 	flag.Parse()
 	// Flags may follow the figure names too: electbench fleet -p 4 -k 10000.
 	var names []string
@@ -112,19 +113,29 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	os.Exit(run(ctx, cfg, selected, []string{"-scale-cpuprofile", *cpuProfile, "-scale-memprofile", *memProfile}))
+	os.Exit(run(ctx, cfg, selected, *serverAgent, []string{"-scale-cpuprofile", *cpuProfile, "-scale-memprofile", *memProfile}))
 }
 
-func run(ctx context.Context, cfg bench.Config, selected map[string]bool, profiles []string) int {
+func run(ctx context.Context, cfg bench.Config, selected map[string]bool, serverAgent bool, profiles []string) int {
 	progress := os.Stderr
 	var env *bench.Env
 	var agent *devconsul.Agent
 	needsAgent := len(selected) > 1 || !selected["micro"]
 	url := ""
+	kind, agentCfg := "dev agent", devconsul.Config{}
+	if serverAgent {
+		dir, err := os.MkdirTemp("", "electbench-consul-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		kind, agentCfg.DataDir = "single server, state on disk", dir
+	}
 	if needsAgent {
-		logf(progress, "starting a Consul dev agent (internal/devconsul, default limits)")
+		logf(progress, "starting a Consul agent: %s (internal/devconsul, default limits)", kind)
 		startCtx, cancel := context.WithTimeout(ctx, 10*time.Minute)
-		a, err := devconsul.Start(startCtx, devconsul.Config{})
+		a, err := devconsul.Start(startCtx, agentCfg)
 		cancel()
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -176,8 +187,8 @@ func run(ctx context.Context, cfg bench.Config, selected map[string]bool, profil
 	out := os.Stdout
 	fmt.Fprintf(out, "Command: `%s`\n\n", commandLine())
 	fmt.Fprintf(out, "Date: %s; total %s\n\n", machine.Date.Format(time.RFC3339), time.Since(began).Round(time.Second))
-	fmt.Fprintf(out, "Machine: %d cores (GOMAXPROCS %d), %s, %s, %s; Consul %s (dev agent, default limits)\n\n",
-		machine.Cores, machine.GOMAXPROCS, machine.CPU, machine.OS, machine.GoVersion, machine.ConsulVersion)
+	fmt.Fprintf(out, "Machine: %d cores (GOMAXPROCS %d), %s, %s, %s; Consul %s (%s, default limits)\n\n",
+		machine.Cores, machine.GOMAXPROCS, machine.CPU, machine.OS, machine.GoVersion, machine.ConsulVersion, kind)
 	fmt.Fprintln(out, "Every measure is better lower; a ratio below 1 means consul-elect is faster or cheaper.")
 	fmt.Fprintln(out)
 	bench.WriteTable(out, results)

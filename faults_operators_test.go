@@ -124,10 +124,11 @@ func awaitBurst(t *testing.T, what string, burst *faultproxy.Burst, bound time.D
 	t.Logf("the burst on %s answered %d requests, from %s", what, burst.Answered(), burst.Trigger())
 }
 
-// sessionOf is candidate id's session as e sees the registry.
-func sessionOf(t *testing.T, e *consulelect.Election, id string) string {
+// sessionOf is the session of candidate id for resource as e sees the
+// registry.
+func sessionOf(t *testing.T, e *consulelect.Election, resource, id string) string {
 	t.Helper()
-	cs, err := e.Candidates(context.Background(), "jobs")
+	cs, err := e.Candidates(context.Background(), resource)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +192,7 @@ func TestSwitchoverThroughBurstsOf500s(t *testing.T) {
 		terms := len(l.snapshot())
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
-		session := sessionOf(t, byID[asker].Election, target)
+		session := sessionOf(t, byID[asker].Election, "jobs", target)
 		burst := byID[faulty].proxy.Arm(noClusterLeader(1500 * time.Millisecond))
 		err := byID[asker].Switchover(ctx, "jobs", target)
 		awaitBurst(t, faulty, burst, 10*time.Second)
@@ -201,7 +202,7 @@ func TestSwitchoverThroughBurstsOf500s(t *testing.T) {
 		case err == nil && l.leads("jobs", target, 5*time.Second):
 			t.Logf("%s took over from %s through the burst on %s", target, leader, faulty)
 		case err == nil:
-			if now := sessionOf(t, byID[asker].Election, target); now == session {
+			if now := sessionOf(t, byID[asker].Election, "jobs", target); now == session {
 				t.Fatalf("%s does not lead jobs within 5s, though the key went to its session %s, which it still has; terms %+v", target, session, l.snapshot())
 			}
 			l.awaitLeader(t, "jobs", "", 5*time.Second)

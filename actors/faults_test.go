@@ -147,3 +147,78 @@ func TestASlowEventStreamSubscriberDoesNotDelayAStepDown(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// Consul keeps lock-delays apart from its state, in memory, and can forget
+// one: a snapshot restore drops them all. A follower waits out the last
+// holder's lock-delay itself, so that a leader cut off from Consul still
+// has until its fence window closes.
+func TestAFollowerWaitsOutALockDelayConsulForgot(t *testing.T) {
+	agent := devconsul.ForTest(t, devconsul.Config{})
+	opts := fastOptions(t, agent, "alpha")
+	opts.SessionTTL = 10 * time.Second
+	opts.LockDelay = 6 * time.Second
+	alpha, cut := startOnDeadBackend(t, opts, consulClient(t, agent))
+	alpha.campaign(resource)
+	won := await[messages.LeadershipAcquired](alpha, 15*time.Second, nil)
+
+	opts.CandidateID = "beta"
+	held := &heldAcquires{Client: consulClient(t, agent), open: make(chan struct{})}
+	opts.Backend = held
+	beta := startCandidate(t, opts)
+	beta.campaign(resource)
+	await[messages.LeaderChanged](beta, 15*time.Second, func(e messages.LeaderChanged) bool { return e.Session == won.Session })
+
+	// alpha cannot hear that its session ends: it leads until its fence
+	// window closes, as the lock-delay expects.
+	cut.dead.Store(true)
+	destroyed := time.Now()
+	if err := operator(t, agent).DestroySession(ctxFor(t), won.Session); err != nil {
+		t.Fatal(err)
+	}
+	await[messages.LeaderChanged](beta, 5*time.Second, func(e messages.LeaderChanged) bool { return e.Session == "" })
+	// The same state, restored: nothing a watch could see, but Consul no
+	// longer knows the lock-delay.
+	snapshot, err := agent.Snapshot(ctxFor(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := agent.Restore(ctxFor(t), snapshot); err != nil {
+		t.Fatal(err)
+	}
+	close(held.open) // beta tries only now
+	took := await[messages.LeadershipAcquired](beta, 30*time.Second, nil)
+	lost := await[messages.LeadershipLost](alpha, 15*time.Second, nil)
+	if took.At.Before(destroyed.Add(opts.LockDelay)) {
+		t.Errorf("beta led %s after alpha's session was destroyed, inside its lock-delay of %s", took.At.Sub(destroyed), opts.LockDelay)
+	}
+	if took.At.Before(lost.At) {
+		t.Errorf("two leaders: beta led %s before alpha stepped down", lost.At.Sub(took.At))
+	}
+}
+
+// heldAcquires keeps a candidate's acquires from Consul until open is closed,
+// as on a machine too busy for it to try sooner.
+type heldAcquires struct {
+	*consul.Client
+	open chan struct{}
+}
+
+func (h *heldAcquires) Acquire(ctx context.Context, key, session string, value []byte) (consul.Entry, error) {
+	select {
+	case <-h.open:
+		return h.Client.Acquire(ctx, key, session, value)
+	case <-ctx.Done():
+		return consul.Entry{}, ctx.Err()
+	}
+}
+
+func (h *heldAcquires) AcquireAsync(ctx context.Context, key, session string, value []byte, done func(consul.Entry, error)) {
+	go func() {
+		select {
+		case <-h.open:
+			h.Client.AcquireAsync(ctx, key, session, value, done)
+		case <-ctx.Done():
+			done(consul.Entry{}, ctx.Err())
+		}
+	}()
+}

@@ -478,7 +478,7 @@ func (w *keyWatcher) decode(e consul.Entry) protocol.KeyEntry {
 	if !entry.Foreign {
 		if v, err := consul.DecodeValue(e.Value); err == nil {
 			entry.HolderID, entry.Node, entry.Since, entry.Metadata = v.CandidateID, v.Node, v.AcquiredAt, v.Metadata
-			entry.FencingToken, entry.Handover, entry.From = consul.FencingToken(e, v), v.Handover, v.From
+			entry.FencingToken, entry.Handover, entry.From, entry.Released = consul.FencingToken(e, v), v.Handover, v.From, v.Released
 		} else {
 			w.logger.Warn("lock key has an unreadable value", zap.String("key", e.Key), zap.Error(err))
 		}

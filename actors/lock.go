@@ -421,7 +421,29 @@ func (l *lockActor) consider(c actor.Context) {
 		l.holdBackAt = l.calls.after(wait, &holdBackDone{})
 		return
 	}
+	if wait := l.lockDelayOwed(); wait > 0 {
+		l.retryAt = l.calls.after(wait, &retryAcquire{})
+		return
+	}
 	l.acquire()
+}
+
+// lockDelayOwed is how long the last holder's lock-delay still runs, for a
+// key seen freed by the end of the holder's session rather than released
+// (see consul.Value.Released). Consul refuses the key for that long too, but
+// keeps lock-delays in memory only, apart from its state: a snapshot restore
+// drops them, and in Consul 1.14 the timer of an earlier lock-delay on the
+// same key ends a later one early (state.Delay.SetExpiration). Waiting here
+// gives a leader cut off from Consul its whole fence window either way.
+func (l *lockActor) lockDelayOwed() time.Duration {
+	if !l.entry.Exists || l.entry.Session != "" || l.entry.Released || l.freedAt.IsZero() {
+		return 0
+	}
+	d := l.entry.HolderLockDelay
+	if d < 0 {
+		d = l.opts.LockDelay // the session ended before the watcher could read it
+	}
+	return time.Until(l.freedAt.Add(d))
 }
 
 // holdBack is how long to leave the free key to another candidate, once
@@ -588,10 +610,8 @@ func (l *lockActor) startWorker(c actor.Context) {
 // Consul does not say how long is left; the delay is the last holder's and
 // started when its session was invalidated, just before we saw the key freed.
 func (l *lockActor) lockDelayLeft() time.Duration {
-	if d := l.entry.HolderLockDelay; d >= 0 && !l.freedAt.IsZero() {
-		if left := time.Until(l.freedAt.Add(d)); left > 0 {
-			return left
-		}
+	if left := l.lockDelayOwed(); left > 0 {
+		return left
 	}
 	return l.delayRetry.Next()
 }
@@ -737,7 +757,7 @@ func rendezvous(resource, candidate string) uint64 {
 // unlock releases the key for the session in a goroutine, then reports
 // releaseDone.
 func (l *lockActor) unlock(c actor.Context) {
-	session, value := l.session.ID, l.value
+	session, value := l.session.ID, consul.ReleasedValue(l.value)
 	failed := func(err error) {
 		if err != nil {
 			l.logger.Warn("could not release the key; it is released when the session ends",

@@ -466,7 +466,7 @@ func (r *electionRoot) releaseStray(e protocol.KeyEntry) {
 	r.calls.run(func(ctx context.Context) any {
 		ctx, cancel := context.WithTimeout(ctx, destroyTimeout)
 		defer cancel()
-		if err := r.eng.backend.Release(ctx, key, session, consul.EncodeValue(consul.Value{CandidateID: e.HolderID, Node: e.Node, AcquiredAt: e.Since})); err != nil {
+		if err := r.eng.backend.Release(ctx, key, session, consul.EncodeValue(consul.Value{CandidateID: e.HolderID, Node: e.Node, AcquiredAt: e.Since, Released: true})); err != nil {
 			r.eng.logger.Warn("could not release a key handed over after its campaign ended", zap.String("key", key), zap.Error(err))
 		}
 		return nil
@@ -578,7 +578,7 @@ func (r *electionRoot) sweep() {
 			for _, e := range entries {
 				if e.Session == session {
 					wg.Go(func() {
-						if err := r.eng.backend.Release(ctx, e.Key, session, e.Value); err != nil {
+						if err := r.eng.backend.Release(ctx, e.Key, session, consul.ReleasedValue(e.Value)); err != nil {
 							r.eng.logger.Warn("could not release a key handed over while stopping", zap.String("key", e.Key), zap.Error(err))
 						}
 					})

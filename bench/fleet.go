@@ -20,6 +20,7 @@ import (
 	"time"
 
 	consulelect "github.com/excalibur/consul-elect"
+	"github.com/excalibur/consul-elect/consul"
 )
 
 // FleetSpawn returns the command of one fleet candidate process, which runs
@@ -544,9 +545,10 @@ func (f *fleet) teardown() {
 	}
 }
 
-// churn releases held keys as an operator would: read the key, then a
-// transaction `unlock` with its holder's session, value and flags (a bare
-// PUT ?release= would rewrite both).
+// churn releases held keys as an operator would (consul-elect release):
+// read the key, then a transaction `unlock` with its holder's session and
+// flags and its value marked released (a bare PUT ?release= would rewrite
+// both).
 func (f *fleet) churn(ctx context.Context, res *fleetResult) error {
 	cfg := f.cfg
 	rate := max(cfg.FleetRate, 1)
@@ -647,7 +649,7 @@ func (f *fleet) getKey(ctx context.Context, key string) (kvEntry, int64, error) 
 // back).
 func (f *fleet) unlock(ctx context.Context, e kvEntry) (bool, error) {
 	ops, err := json.Marshal([]map[string]any{{"KV": map[string]any{
-		"Verb": "unlock", "Key": e.Key, "Value": e.Value, "Flags": e.Flags, "Session": e.Session}}})
+		"Verb": "unlock", "Key": e.Key, "Value": consul.ReleasedValue(e.Value), "Flags": e.Flags, "Session": e.Session}}})
 	if err != nil {
 		return false, err
 	}

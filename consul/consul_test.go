@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -420,6 +421,25 @@ func TestTransactionAnswersAreScanned(t *testing.T) {
 	for _, body := range answers.bodies {
 		if !consul.Scans(body) {
 			t.Errorf("the agent's answer %q was not scanned", body)
+		}
+	}
+}
+
+func TestReleasedValueMarksOnlyConsulElectDocuments(t *testing.T) {
+	held := consul.Value{CandidateID: "a", Node: "node-1", AcquiredAt: time.Unix(1700000000, 5).UTC(),
+		Metadata: map[string]string{"zone": "b"}, Token: 42, From: "c"}
+	got, err := consul.DecodeValue(consul.ReleasedValue(consul.EncodeValue(held)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := held
+	want.Version, want.Released = got.Version, true
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("released value %+v; want %+v", got, want)
+	}
+	for _, other := range []string{"", "plain text", `{"v":99}`} {
+		if again := consul.ReleasedValue([]byte(other)); string(again) != other {
+			t.Errorf("ReleasedValue(%q) = %q; want it unchanged", other, again)
 		}
 	}
 }

@@ -34,6 +34,10 @@ type Value struct {
 	// From is the candidate that handed the key to CandidateID in one write
 	// (Client.Transfer), empty when CandidateID acquired it itself.
 	From string `json:"from,omitempty"`
+	// Released is written by the unlock that frees the key when its holder,
+	// or an operator, lets it go: no lock-delay applies. A key seen freed
+	// without it was freed by the end of its holder's session.
+	Released bool `json:"released,omitempty"`
 }
 
 // Handover is a switchover request in a lock key's value.
@@ -84,4 +88,16 @@ func DecodeValue(data []byte) (Value, error) {
 		return Value{}, errors.New("lock value has unknown version " + fmt.Sprint(v.Version))
 	}
 	return v, nil
+}
+
+// ReleasedValue is data, a lock key's value, as the unlock that releases
+// the key writes it: with Released set. A value that is not a consul-elect
+// document is returned as it is.
+func ReleasedValue(data []byte) []byte {
+	v, err := DecodeValue(data)
+	if err != nil || len(data) == 0 {
+		return data
+	}
+	v.Released = true
+	return EncodeValue(v)
 }

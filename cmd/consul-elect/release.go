@@ -99,8 +99,9 @@ func releaseCommand(env *cli, args []string) error {
 	if now.Flags != consul.KeyFlags {
 		return foreignKey(now)
 	}
-	// The value is written back as it is, with consul-elect's flags.
-	if err := client.Release(ctx, key, now.Session, now.Value); err != nil {
+	// The value is written back, marked released (no lock-delay applies),
+	// with consul-elect's flags.
+	if err := client.Release(ctx, key, now.Session, consul.ReleasedValue(now.Value)); err != nil {
 		return fmt.Errorf("cannot release %s: %w", key, err)
 	}
 	fmt.Fprintf(env.stdout, "Released %s, held by %s.\n", key, holder)

@@ -31,6 +31,15 @@ func TestReleaseEndsTheLeadershipOnlyOnceConfirmed(t *testing.T) {
 	if code != 0 || !strings.Contains(stdout, "Released excalibur/leader-election/r, held by a") {
 		t.Fatalf("release: exit %d, stdout %q, stderr %q", code, stdout, stderr)
 	}
+	// The leader holds off for a second: the key is still free, with its
+	// value marked released, so that no standby waits out a lock-delay.
+	e, ok, err := agent.Operator().Get(context.Background(), "excalibur/leader-election/r")
+	if err != nil || !ok {
+		t.Fatalf("reading the released key: ok %v, err %v", ok, err)
+	}
+	if v, err := consul.DecodeValue(e.Value); err != nil || e.Session != "" || !v.Released || v.CandidateID != "a" {
+		t.Fatalf("after release the key is held by %q with value %+v (%v); want free, a's value marked released", e.Session, v, err)
+	}
 	// The leader learns its key was taken, stops its command, and
 	// campaigns again: a new term, with a greater fencing token.
 	waitFor(t, 10*time.Second, "the leader to stop its command", func() bool { return len(events(t, dir, "term")) == 1 })

@@ -89,6 +89,9 @@ type KeyEntry struct {
 	// From is the candidate that handed the key to HolderID, if it was
 	// handed over rather than acquired.
 	From string
+	// Released is set when the key was let go by an unlock
+	// (consul.Value.Released), not freed by the end of its holder's session.
+	Released bool
 	// HolderLockDelay is the holder session's lock-delay, when the key
 	// watcher could read it while the session was alive (negative: unknown).
 	HolderLockDelay time.Duration

@@ -388,6 +388,8 @@ func (l *lockActor) consider(c actor.Context) {
 			// Not wanted now: free it for the others. Handing it on could
 			// bounce it between candidates that all hold off.
 			l.handed = false
+			l.value = consul.EncodeValue(consul.Value{CandidateID: l.entry.HolderID, Node: l.entry.Node,
+				AcquiredAt: l.entry.Since, From: l.entry.From}) // as handed, released below
 			l.releasing(c)
 			l.unlock(c)
 			return

@@ -32,17 +32,21 @@ func knows(t *testing.T, c *candidate, resource string, ids ...string) {
 }
 
 // leaderAndStandby starts a, which leads jobs, then b, which stands by; a
-// knows b as a candidate for jobs. It returns a's LeadershipAcquired.
-func leaderAndStandby(t *testing.T, prefix string, configureA func(*actors.Options)) (a, b *candidate, first messages.LeadershipAcquired) {
+// knows b as a candidate for jobs. configure, if set, changes both one's
+// options. It returns a's LeadershipAcquired.
+func leaderAndStandby(t *testing.T, prefix string, configure func(*actors.Options)) (a, b *candidate, first messages.LeadershipAcquired) {
 	t.Helper()
-	opts := withPrefix(fastOptions(t, shared, "a"), prefix)
-	if configureA != nil {
-		configureA(&opts)
+	options := func(id string) actors.Options {
+		opts := withPrefix(fastOptions(t, shared, id), prefix)
+		if configure != nil {
+			configure(&opts)
+		}
+		return opts
 	}
-	a = startCandidate(t, opts)
+	a = startCandidate(t, options("a"))
 	a.campaign("jobs")
 	first = await(a, 15*time.Second, func(m messages.LeadershipAcquired) bool { return true })
-	b = startCandidate(t, withPrefix(fastOptions(t, shared, "b"), prefix))
+	b = startCandidate(t, options("b"))
 	b.campaign("jobs")
 	await(b, 10*time.Second, func(m messages.LeaderChanged) bool { return m.LeaderID == "a" })
 	knows(t, a, "jobs", "b")
@@ -97,7 +101,9 @@ func TestPlannedEndHandsTheKeyOverInOneWrite(t *testing.T) {
 // for the others, and does not lead.
 func TestHandedKeyNotWantedIsFreed(t *testing.T) {
 	prefix := testPrefix(t)
-	a, b, first := leaderAndStandby(t, prefix, nil)
+	// With a lock-delay, only a release marked as such lets a lead again
+	// before the minute is out.
+	a, b, first := leaderAndStandby(t, prefix, func(o *actors.Options) { o.LockDelay = time.Minute })
 	b.system.Root.Send(b.root, &messages.Resign{Resource: "jobs", HoldOff: time.Minute})
 	b.state("jobs") // the resign is in
 

@@ -31,7 +31,9 @@ func (o *acquireOrder) AcquireAsync(ctx context.Context, key, session string, va
 // TestLocksAcquireInCampaignOrder: a candidate asks for its keys in the
 // resources' order, from an offset of its own, so that candidates starting
 // together begin with different keys. The locks run on two goroutines, so
-// neighbours may swap; a map's order would put every other key out of place.
+// neighbours may swap, and on a loaded machine two of the root's passes over
+// the locks can interleave (up to 32 descents in 60 runs beside two busy
+// loops); a map's order would put every other key out of place, ~150.
 func TestLocksAcquireInCampaignOrder(t *testing.T) {
 	const n = 300
 	prefix := testPrefix(t)
@@ -67,9 +69,9 @@ func TestLocksAcquireInCampaignOrder(t *testing.T) {
 				descents++
 			}
 		}
-		if descents > n/10 {
+		if descents > n/5 {
 			t.Errorf("%s: %d acquires came before the one of a key it campaigns for earlier; want the resources' order, from one offset (one wrap), up to %d swaps: %v",
-				id, descents, n/10, at)
+				id, descents, n/5, at)
 		}
 		first[id] = at[0]
 	}

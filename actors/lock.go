@@ -867,5 +867,6 @@ func (l *lockActor) answer(c actor.Context, to *actor.PID, msg any) {
 
 func (l *lockActor) stateReport() *messages.State {
 	return &messages.State{Resource: l.resource, Campaigning: l.withdrawing == nil,
-		IsLeader: l.state == leading, FencingToken: l.token, Leader: l.lastLeader, Candidates: l.candidates}
+		IsLeader: l.state == leading, FencingToken: l.token, Leader: l.lastLeader,
+		Candidates: slices.Clone(l.candidates)}
 }

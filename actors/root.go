@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"maps"
 	"slices"
@@ -136,7 +137,7 @@ func (r *electionRoot) Receive(c actor.Context) {
 			return
 		}
 		c.Respond(&messages.State{Resource: m.Resource, Leader: leaderOf(m.Resource, r.entries[m.Resource]),
-			Candidates: r.candidatesOf[m.Resource]})
+			Candidates: slices.Clone(r.candidatesOf[m.Resource])})
 	case *protocol.ChildStarted:
 		r.childStarted(c, m)
 	case *protocol.SessionReady:
@@ -636,13 +637,29 @@ func (r *electionRoot) campaigning(c actor.Context) {
 }
 
 // indexCandidates maps each resource to the candidates campaigning for it,
-// in the registry's order (highest priority first).
+// in the registry's order (highest priority first). The resources that the
+// same candidates campaign for share one list, which nobody may change: a
+// fleet's candidates mostly campaign for the same resources, and a list for
+// each resource would hold every candidate once per resource.
 func indexCandidates(all []messages.Candidate) map[string][]messages.Candidate {
-	of := map[string][]messages.Candidate{}
-	for _, c := range all {
+	members := map[string][]byte{} // resource → the indices in all of its candidates, as uvarints
+	for i, c := range all {
 		for _, resource := range c.Resources {
-			of[resource] = append(of[resource], c)
+			members[resource] = binary.AppendUvarint(members[resource], uint64(i))
 		}
+	}
+	lists := map[string][]messages.Candidate{} // by members
+	of := make(map[string][]messages.Candidate, len(members))
+	for resource, m := range members {
+		list, ok := lists[string(m)]
+		if !ok {
+			for rest := m; len(rest) > 0; {
+				i, n := binary.Uvarint(rest)
+				list, rest = append(list, all[i]), rest[n:]
+			}
+			lists[string(m)] = list
+		}
+		of[resource] = list
 	}
 	return of
 }
@@ -672,5 +689,6 @@ func (r *electionRoot) switchoverWritten(c actor.Context, m *switchoverWritten) 
 	}
 	// The term asked to hand over, not the key as the watcher shows it now:
 	// the handover may already have happened.
-	c.Send(m.replyTo, &messages.State{Resource: m.resource, Leader: m.term, Candidates: r.candidatesOf[m.resource]})
+	c.Send(m.replyTo, &messages.State{Resource: m.resource, Leader: m.term,
+		Candidates: slices.Clone(r.candidatesOf[m.resource])})
 }

@@ -111,6 +111,7 @@ func Start(ctx context.Context, opts Options) (*Election, error) {
 		return nil, err
 	}
 	e.system = actor.NewActorSystem(actors.WithZapLogger(opts.Logger))
+	shrinkRegistry(e.system)
 	e.root, err = e.system.Root.SpawnNamed(props, "consul-elect")
 	if err != nil {
 		e.system.Shutdown()

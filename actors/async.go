@@ -18,13 +18,13 @@ type calls struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
-	timers map[*time.Timer]struct{}
+	timers map[*time.Timer]struct{} // made by the first timer: most actors have none
 	mu     sync.Mutex
 }
 
 func newCalls(c actor.Context) *calls {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &calls{system: c.ActorSystem(), self: c.Self(), ctx: ctx, cancel: cancel, timers: map[*time.Timer]struct{}{}}
+	return &calls{system: c.ActorSystem(), self: c.Self(), ctx: ctx, cancel: cancel}
 }
 
 // run calls fn in a goroutine and sends its result to the actor.
@@ -61,6 +61,9 @@ func (w *calls) after(d time.Duration, msg any) *time.Timer {
 			w.system.Root.Send(w.self, msg)
 		}
 	})
+	if w.timers == nil {
+		w.timers = map[*time.Timer]struct{}{}
+	}
 	w.timers[t] = struct{}{}
 	return t
 }

@@ -399,14 +399,18 @@ func (w *keyWatcher) sessionGone(ctx context.Context, id string) bool {
 // diff updates the snapshot and returns the entries that changed (deleted
 // keys with Exists false) and whether a key held by our session lost it.
 // After Consul's state was replaced (restored), every entry is marked so.
+//
+// The snapshot is updated in place: a listing that only changes entries, as
+// most do, allocates nothing for it.
 func (w *keyWatcher) diff(list []consul.Entry, observed uint64, restored bool) (changed []protocol.KeyEntry, lostOurs bool) {
-	seen := make(map[string]consul.Entry, len(list))
+	listed := 0
 	for _, e := range list {
 		if !isLockKey(w.prefix, e.Key) {
 			continue
 		}
-		seen[e.Key] = e
+		listed++
 		old, existed := w.entries[e.Key]
+		w.entries[e.Key] = e
 		if existed && old.ModifyIndex == e.ModifyIndex && old.Session == e.Session && old.Flags == e.Flags {
 			continue
 		}
@@ -430,20 +434,28 @@ func (w *keyWatcher) diff(list []consul.Entry, observed uint64, restored bool) (
 		}
 		changed = append(changed, entry)
 	}
-	for key, old := range w.entries {
-		if _, ok := seen[key]; !ok && old.ModifyIndex > observed && !restored {
-			// An acquisition's stand-in (expect), newer than this listing,
-			// which was read before it: keep it for the next listing.
-			seen[key] = old
-		} else if !ok {
-			changed = append(changed, protocol.KeyEntry{Key: key, Observed: observed, Restored: restored, HolderLockDelay: w.holderLockDelay(old.Session)})
-			if old.Session != "" && old.Session == w.session && !w.releasing[key] {
-				lostOurs = true
+	if len(w.entries) > listed {
+		// Keys not listed: deleted, or an acquisition's stand-in.
+		inList := make(map[string]bool, listed)
+		for _, e := range list {
+			inList[e.Key] = true
+		}
+		for key, old := range w.entries {
+			switch {
+			case inList[key]:
+			case old.ModifyIndex > observed && !restored:
+				// A stand-in (expect) newer than this listing, which was
+				// read before it: kept for the next listing.
+			default:
+				changed = append(changed, protocol.KeyEntry{Key: key, Observed: observed, Restored: restored, HolderLockDelay: w.holderLockDelay(old.Session)})
+				if old.Session != "" && old.Session == w.session && !w.releasing[key] {
+					lostOurs = true
+				}
+				delete(w.releasing, key)
+				delete(w.entries, key)
 			}
-			delete(w.releasing, key)
 		}
 	}
-	w.entries = seen
 	w.forgetSessions()
 	return changed, lostOurs
 }
@@ -541,11 +553,17 @@ func (w *keyWatcher) forgetSessions() {
 
 // isLockKey reports whether key is <prefix>/<resource> with a valid resource.
 func isLockKey(prefix, key string) bool {
-	rest, ok := strings.CutPrefix(key, prefix+"/")
-	return ok && ValidateResource(rest) == nil
+	rest, ok := strings.CutPrefix(key, prefix)
+	if rest, ok = strings.CutPrefix(rest, "/"); !ok {
+		return false
+	}
+	return ValidateResource(rest) == nil
 }
 
 // resourceOf returns the resource of lock key key.
 func resourceOf(prefix, key string) string {
-	return strings.TrimPrefix(key, prefix+"/")
+	if rest, ok := strings.CutPrefix(key, prefix); ok && strings.HasPrefix(rest, "/") {
+		return rest[1:]
+	}
+	return key
 }

@@ -40,6 +40,10 @@ const (
 	releasing
 )
 
+// noSession is a lock's session while there is none. Like the SessionReady
+// messages a lock keeps, it is never changed.
+var noSession = &protocol.SessionReady{}
+
 var lockStateNames = [...]string{"follower", "acquiring", "leading", "draining", "releasing"}
 
 func (s lockState) String() string { return lockStateNames[s] }
@@ -60,7 +64,7 @@ type lockActor struct {
 	calls   *calls
 	parent  *actor.PID
 	state   lockState
-	session protocol.SessionReady // ID "" while there is none
+	session *protocol.SessionReady // never nil: noSession while there is none
 	entry   protocol.KeyEntry
 	known   bool   // entry has been received
 	gen     uint64 // tags acquire results
@@ -74,10 +78,10 @@ type lockActor struct {
 	abandoned bool
 
 	// The current term, while leading or draining.
-	token    uint64 // fencing token
-	value    []byte // written to the key; released with it
-	acquired messages.LeadershipAcquired
-	worker   *actor.PID // alive from the term's start until it has terminated
+	token    uint64                       // fencing token
+	value    []byte                       // written to the key; released with it
+	acquired *messages.LeadershipAcquired // the term's; nil before the first
+	worker   *actor.PID                   // alive from the term's start until it has terminated
 	drainEnd *time.Timer
 
 	holdOffUntil time.Time
@@ -155,12 +159,12 @@ func (l *lockActor) Receive(c actor.Context) {
 			}
 		}
 	case *protocol.SessionReady:
-		l.session = *m
+		l.session = m
 		l.consider(c)
 	case *protocol.SessionGone:
 		if m.ID == l.session.ID {
 			l.lose(c, m.Reason, m.Err) // while l.session still names the session that led
-			l.session = protocol.SessionReady{}
+			l.session = noSession
 			if l.state == acquiring {
 				l.gen++
 				l.state = follower
@@ -257,7 +261,7 @@ func (l *lockActor) Receive(c actor.Context) {
 		}
 	case *childRestarted:
 		if l.state == leading && l.worker != nil && m.child.Equal(l.worker) {
-			c.Send(l.worker, l.acquired) // the new instance starts this term's work again
+			c.Send(l.worker, *l.acquired) // the new instance starts this term's work again
 		}
 	case *drainExpired:
 		if l.state == draining && m.token == l.acquired.FencingToken {
@@ -582,11 +586,11 @@ func (l *lockActor) acquireDone(c actor.Context, m *acquireDone) {
 func (l *lockActor) lead(c actor.Context, entry consul.Entry) {
 	l.state, l.token = leading, entry.ModifyIndex
 	l.delayRetry.Reset()
-	l.acquired = messages.LeadershipAcquired{Resource: l.resource, Key: l.key, CandidateID: l.opts.CandidateID,
+	l.acquired = &messages.LeadershipAcquired{Resource: l.resource, Key: l.key, CandidateID: l.opts.CandidateID,
 		Session: l.session.ID, FencingToken: l.token, LockIndex: entry.LockIndex, At: time.Now()}
 	// The term's work starts first; saying so (the log, the other actors)
 	// follows.
-	l.publish(l.acquired)
+	l.publish(*l.acquired)
 	l.startWorker(c)
 	l.logger.Info("leadership acquired", zap.String("resource", l.resource),
 		zap.String("session", l.session.ID), zap.Uint64("fencing_token", l.token))
@@ -605,7 +609,7 @@ func (l *lockActor) startWorker(c actor.Context) {
 		return
 	}
 	l.worker = c.SpawnPrefix(l.workerProps, "worker-")
-	c.Send(l.worker, l.acquired)
+	c.Send(l.worker, *l.acquired)
 }
 
 // lockDelayLeft is when to try again after Consul refused for lock-delay.

@@ -321,7 +321,8 @@ func (r *electionRoot) campaign(c actor.Context, m *messages.Campaign) {
 	}
 	resource, worker := m.Resource, m.Worker
 	producer := func() actor.Actor {
-		return &lockActor{engine: r.eng, resource: resource, key: r.eng.prefix + "/" + resource, metadata: metadata, workerProps: worker}
+		return &lockActor{engine: r.eng, resource: resource, key: r.eng.prefix + "/" + resource, metadata: metadata, workerProps: worker,
+			session: noSession}
 	}
 	// A prefix, not a name: a withdrawn lock may still be stopping when the
 	// resource is campaigned for again. The lock-free mailbox costs a lock

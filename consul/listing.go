@@ -24,7 +24,8 @@ import (
 // transport (streamed) reads the body into a buffer it reuses and scans it:
 // entries whose key and ModifyIndex are those of the last reading are taken
 // from it, values and all, and only the others are copied out. The api
-// package is left an empty list to decode.
+// package is left what Consul answers for a prefix without keys, a 404 and
+// its headers, which it reads without decoding a body.
 
 // listingKey marks the context of a request whose answer the transport
 // decodes into a *listing.
@@ -69,7 +70,8 @@ func (s *streamed) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, fmt.Errorf("reading the listing: %w", err)
 		}
 	}
-	resp.Body, resp.ContentLength = io.NopCloser(strings.NewReader("[]")), 2
+	resp.StatusCode, resp.Status = http.StatusNotFound, "404 Not Found"
+	resp.Body, resp.ContentLength = http.NoBody, 0
 	return resp, nil
 }
 

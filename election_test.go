@@ -109,7 +109,9 @@ func TestEventsChannelLosesNothingForASlowReader(t *testing.T) {
 		for _, e := range []*consulelect.Election{a, b} { // each resigns in turn
 			lead, err := e.AwaitLeadership(ctx, "ping-pong")
 			if err != nil {
-				t.Fatalf("round %d: %v", i, err)
+				sa, errA := a.State(context.Background(), "ping-pong")
+				sb, errB := b.State(context.Background(), "ping-pong")
+				t.Fatalf("round %d: %v\na: %+v %v\nb: %+v %v", i, err, sa, errA, sb, errB)
 			}
 			// A hold-off long enough for the other to take over, even on a
 			// loaded machine.

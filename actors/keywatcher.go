@@ -554,10 +554,11 @@ func (w *keyWatcher) forgetSessions() {
 // isLockKey reports whether key is <prefix>/<resource> with a valid resource.
 func isLockKey(prefix, key string) bool {
 	rest, ok := strings.CutPrefix(key, prefix)
-	if rest, ok = strings.CutPrefix(rest, "/"); !ok {
+	if !ok {
 		return false
 	}
-	return ValidateResource(rest) == nil
+	rest, ok = strings.CutPrefix(rest, "/")
+	return ok && ValidateResource(rest) == nil
 }
 
 // resourceOf returns the resource of lock key key.

@@ -14,32 +14,20 @@ import (
 // them over more locks than there are cores.
 const registryBuckets = 64
 
-// shrinkRegistry gives system's process registry registryBuckets buckets,
-// the actors it already has (its dead letters and event stream) moved
-// across. protoactor finds an actor's bucket by its id's hash modulo the
-// number of buckets. It must run before anything is spawned in system: the
-// registry has no lock of its own.
+// shrinkRegistry keeps the first registryBuckets of system's buckets and
+// moves the actors of the others (its dead letters and event stream, say)
+// into them. protoactor finds an actor's bucket by its id's hash modulo the
+// number of buckets, and 1,024 is a multiple of 64: an actor in a kept
+// bucket is already where it will be looked for. It must run before
+// anything is spawned in system: the registry has no lock of its own.
 func shrinkRegistry(system *actor.ActorSystem) {
 	pids := system.ProcessRegistry.LocalPIDs
-	if len(pids.LocalPIDs) <= registryBuckets {
+	buckets := pids.LocalPIDs
+	if len(buckets) <= registryBuckets || len(buckets)%registryBuckets != 0 {
 		return
 	}
-	type registered struct {
-		id      string
-		process any
-	}
-	var moved []registered
-	for _, bucket := range pids.LocalPIDs {
-		bucket.IterCb(func(id string, process any) { moved = append(moved, registered{id, process}) })
-	}
-	kept := slices.Clone(pids.LocalPIDs[:registryBuckets])
-	for _, r := range moved {
-		for _, bucket := range kept {
-			bucket.Remove(r.id)
-		}
-	}
-	pids.LocalPIDs = kept
-	for _, r := range moved {
-		pids.GetBucket(r.id).Set(r.id, r.process)
+	pids.LocalPIDs = slices.Clone(buckets[:registryBuckets])
+	for _, bucket := range buckets[registryBuckets:] {
+		bucket.IterCb(func(id string, process any) { pids.GetBucket(id).Set(id, process) })
 	}
 }
